@@ -1,0 +1,420 @@
+"""Typed configuration of one generation run.
+
+Every constant of a recipe lives here (with the value the recipe uses and where it comes from),
+never in a code path. A method is a preset: a YAML file in `generators/methods/` that overrides
+some of these fields (see `generators.methods`). Model sets may add CPU-sized defaults
+(`generators/models/sets/*.yaml`, key `run_defaults`).
+
+Loading is strict: an unknown key, a wrong type or a value outside a `Literal` raises
+`ConfigError` naming the dotted key, so a typo in a job file never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+from generators.schedules import ScheduleError, validate_schedule
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration error (unknown key, bad type, bad value)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass
+class CameraConfig:
+    """Training-camera sampling (GaussianDreamer recipe, gaussiandreamer-recipe.md section 5).
+
+    World frame: z up; azimuth 0 looks at the object from +x ("front view"), azimuth 90 from +y.
+    Cameras look at the origin with the world z axis as up.
+    """
+
+    batch_size: int = 4
+    width: int = 1024  # render size; bilinearly resized to guidance.vae_input_size
+    height: int = 1024
+    distance_range: tuple[float, float] = (1.5, 4.0)
+    elevation_range_deg: tuple[float, float] = (-10.0, 60.0)
+    # "mixed": half the batches uniform in degrees, half uniform on the sphere (GaussianDreamer)
+    elevation_sampling: Literal["mixed", "uniform-degrees", "uniform-sphere"] = "mixed"
+    azimuth_range_deg: tuple[float, float] = (-180.0, 180.0)
+    azimuth_stratified: bool = True  # one azimuth per stratum of the batch
+    fov_y_range_deg: tuple[float, float] = (40.0, 70.0)
+    near: float = 0.01
+    far: float = 100.0
+    # view-dependent prompting (threestudio order: side, front, back, overhead; the last match wins)
+    view_dependent_prompting: bool = True
+    front_threshold_deg: float = 45.0
+    back_threshold_deg: float = 45.0
+    overhead_threshold_deg: float = 60.0
+    suffix_front: str = ", front view"
+    suffix_side: str = ", side view"
+    suffix_back: str = ", back view"
+    suffix_overhead: str = ", overhead view"
+
+
+@dataclass
+class ViewsConfig:
+    """Output views of a finished run (GaussianDreamer test: 120 views, elevation 15, r 4, fov 70)."""
+
+    turntable_frames: int = 120
+    turntable_fps: int = 30
+    elevation_deg: float = 15.0
+    distance: float = 4.0
+    fov_y_deg: float = 70.0
+    width: int = 512
+    height: int = 512
+    grid_views: int = 8  # views in the multi-view PNG grid (evenly spaced azimuths)
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # AnchorDS renders tests on white
+
+
+@dataclass
+class ShapEConfig:
+    """Shap-E text-to-3D prior used for initialisation (gaussiandreamer-recipe.md section 1)."""
+
+    guidance_scale: float = 15.0
+    num_inference_steps: int = 64
+    frame_size: int = 64  # unused for meshes; kept for diffusers' renderer
+    mesh_grid_size: int = 128  # marching-cubes grid of the mesh decoder
+    # Shap-E mesh frame -> our world frame (z up, front +x), as a 3x3 row-major matrix.
+    axis_transform: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass
+class InitConfig:
+    """Initial 3D Gaussians."""
+
+    kind: Literal["shap-e", "ball"] = "shap-e"
+    # noisy point growing around the Shap-E vertices
+    growth_samples: int = 1_000_000  # uniform samples in the point cloud's bounding box
+    growth_radius: float = 0.01  # keep a sample within this distance of a vertex (Shap-E units)
+    color_jitter: float = 0.2  # kept colour = vertex colour + color_jitter * U[0,1)^3
+    bound: float = 1.6  # scale of the final cloud: radius 4.0 * 0.4
+    # random ball
+    ball_points: int = 4096
+    ball_radius: float = 0.5
+    # Gaussian attributes at init
+    opacity: float = 0.1  # as a probability; AnchorDS's copy uses sigmoid(1.0) = 0.731
+    knn_neighbours: int = 3  # scale = sqrt(mean squared distance to the k nearest neighbours)
+    min_scale_sq: float = 1e-7  # distCUDA2 clamp
+    sh_degree: int = 0  # GaussianDreamer never raises the SH degree: only DC trains
+    shap_e: ShapEConfig = field(default_factory=ShapEConfig)
+
+
+@dataclass
+class OptimConfig:
+    """Inria Adam, one group per attribute (gaussiandreamer-recipe.md section 2)."""
+
+    spatial_lr_scale: float = 4.0  # cameras_extent
+    lr_means_init: float = 5e-5  # times spatial_lr_scale
+    lr_means_final: float = 2.5e-5  # times spatial_lr_scale
+    lr_means_max_steps: int = 30_000
+    lr_sh_dc: float = 0.0125
+    lr_sh_rest: float = 0.0125 / 20
+    lr_opacity: float = 0.01
+    lr_scales: float = 0.005
+    lr_quats: float = 0.001
+    adam_eps: float = 1e-15
+
+
+@dataclass
+class DensifyConfig:
+    """Densify and prune, as hard-coded in GaussianDreamer (gaussiandreamer-recipe.md section 3)."""
+
+    enabled: bool = True
+    stats_until_step: int = 900  # collect view-space gradient statistics while step < this
+    start_after_step: int = 300  # densify when step > this ...
+    every: int = 100  # ... and step % every == 0 (400, 500, ..., 800)
+    stop_after_step: int = 900  # ... and step < this
+    grad_threshold: float = 2e-4  # on |sum over views of NDC-space means2d gradient|
+    prune_opacity: float = 0.05
+    extent: float = 4.0
+    big_prune_after_step: int = 500  # screen- and world-size pruning only when step > this
+    max_screen_radius_px: float = 20.0
+    max_world_size_frac: float = 0.1  # of extent
+    percent_dense: float = 0.01
+    split_n: int = 2
+    split_scale_div: float = 1.6  # 0.8 * split_n
+    max_gaussians: int = 2_000_000  # safety cap, not in the recipe
+
+
+@dataclass
+class RenderConfig:
+    backend: Literal["auto", "dense", "gsplat"] = "auto"  # auto: gsplat on CUDA, dense on CPU
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # GaussianDreamer trains on black
+    eps2d: float = 0.3  # gsplat's low-pass dilation
+    packed: bool = False  # gsplat docs: unpacked for small object-centric scenes
+    rasterize_mode: Literal["classic", "antialiased"] = "classic"
+    dense_chunk_pixels: int = 4096  # CPU renderer: pixels per chunk (memory bound)
+
+
+@dataclass
+class IPAdapterSourceConfig:
+    """AnchorDS IP-Adapter anchor (anchords-method.md section 3)."""
+
+    scale: float = 1.0  # set_ip_adapter_scale; released filter/finetune configs use 0.5
+    # "clip": the image encoder's own preprocessing (resize, crop, CLIP mean/std);
+    # "released": 224x224 bilinear, no normalisation (the released code feeds a [0,1] tensor)
+    preprocess: Literal["clip", "released"] = "clip"
+    # image condition of the *target* branch: "none" = eps(z_t; y) as in the paper;
+    # "black" = released vanilla config; "render" = released tgt_with_cond=True (filter/finetune)
+    target_image: Literal["none", "black", "render"] = "none"
+    # "per-view": each view sees its own render (paper); "all-views": every view conditioned on
+    # all renders of the batch (released code's defect 4, for reproducing its numbers)
+    conditioning: Literal["per-view", "all-views"] = "per-view"
+
+
+@dataclass
+class ControlNetSourceConfig:
+    """AnchorDS ControlNet anchor (anchords-method.md section 5)."""
+
+    scale: float = 1.0  # applied always (the released code multiplies it by 0: defect 1)
+    # "normal": normals rendered from the Gaussians' depth (exact, no detector network);
+    # "depth": the rendered depth; "detector": NormalBAE on the RGB render (released path)
+    control_map: Literal["normal", "depth", "detector"] = "normal"
+    control_size: int = 512  # control image size (released fixed_size)
+    guess_mode: bool = False
+
+
+@dataclass
+class BridgeConfig:
+    """SDS-Bridge (anchords-method.md section 9)."""
+
+    src_modifier: str = (
+        "oversaturated, smooth, pixelated, cartoon, foggy, hazy, blurry, bad structure, noisy, malformed"
+    )
+    tgt_modifier: str = "."
+    stage_two_start_step: int = 20_000
+    stage_two_weight: float = 1.0
+
+
+@dataclass
+class SourceConfig:
+    """Which noise prediction plays the source branch of CFG."""
+
+    kind: Literal["negative-text", "text-modifier", "ip-adapter", "controlnet"] = "negative-text"
+    # source text for negative-text / ip-adapter / controlnet: "negative" = guidance.negative_prompt,
+    # "empty" = ""
+    text: Literal["negative", "empty"] = "negative"
+    ip_adapter: IPAdapterSourceConfig = field(default_factory=IPAdapterSourceConfig)
+    controlnet: ControlNetSourceConfig = field(default_factory=ControlNetSourceConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+
+
+@dataclass
+class FilterConfig:
+    """AnchorDS filter: a view whose pseudo-source L_rec exceeds gamma contributes no gradient."""
+
+    enabled: bool = False
+    gamma: float = 0.03  # released configs: pixel MSE < 0.03
+    space: Literal["pixel", "latent"] = "pixel"
+
+
+@dataclass
+class FinetuneConfig:
+    """AnchorDS finetune: train one small adapter layer on L_rec (anchords-method.md section 3)."""
+
+    enabled: bool = False
+    # modules whose adapter weights train: IP key/value projections of this UNet block, or a
+    # ControlNet module name (released: controlnet_down_blocks.11)
+    layer: str = "up_blocks.3"
+    lr: float = 1e-4
+    adam_eps: float = 1e-15
+    # the released code lets L_rec push the Gaussians through the image encoder (defect 6)
+    grad_to_3d: bool = False
+
+
+@dataclass
+class GuidanceConfig:
+    """The one score-distillation computation shared by every method (design.md)."""
+
+    guidance_scale: float = 100.0
+    # threestudio: eps_tgt + s (eps_tgt - eps_src)  (= diffusers scale s + 1)
+    # diffusers:   eps_src + s (eps_tgt - eps_src)
+    cfg_convention: Literal["threestudio", "diffusers"] = "threestudio"
+    weighting: Literal["sds", "uniform"] = "sds"  # sds: w(t) = 1 - alpha_bar_t
+    t_min: Any = 0.02  # schedule, fraction of the training timesteps
+    t_max: Any = field(default_factory=lambda: {"piecewise": [[0, 0.98], [501, 0.55]]})
+    grad_clip: Any = field(default_factory=lambda: [0, 1.5, 2.0, 1000])  # None disables
+    vae_input_size: int = 512
+    latent_sample: Literal["sample", "mean"] = "sample"  # posterior.sample() as released
+    negative_prompt: str = (
+        "ugly, bad anatomy, blurry, pixelated obscure, unnatural colors, poor lighting, dull, and "
+        "unclear, cropped, lowres, low quality, artifacts, duplicate, morbid, mutilated, poorly "
+        "drawn face, deformed, dehydrated, bad proportions, unfocused"
+    )
+    source: SourceConfig = field(default_factory=SourceConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
+@dataclass
+class LossConfig:
+    lambda_sds: Any = 1.0
+    # mean(sqrt(o^2 + 0.01)) with o = depth / max depth of the batch (GaussianDreamer's
+    # "sparsity" loss is really a depth regulariser)
+    lambda_sparsity: Any = 1.0
+    lambda_finetune: Any = 1.0
+
+
+@dataclass
+class RunConfig:
+    """Everything one (method, prompt, seed, model set) run needs."""
+
+    method: str = "sds"
+    prompt: str = ""
+    seed: int = 0
+    models: str = "sd21"  # model set name (generators/models/sets/<name>.yaml) or a yaml path
+    steps: int = 1200
+    checkpoint_every: int = 100
+    log_every: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Strict loading and merging
+
+_SCHEDULE_FIELDS = {"t_min", "t_max", "grad_clip", "lambda_sds", "lambda_sparsity", "lambda_finetune"}
+
+
+def _check_value(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_value(a, value, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_check_value(args[0], v, key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_check_value(a, v, key) for a, v in zip(args, value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, data: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f" in '{prefix}'" if prefix else ""
+        raise ConfigError(
+            f"unknown config key{'s' if len(unknown) > 1 else ''}{where}: "
+            f"{', '.join(unknown)} (valid: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _check_value(hints[name], value, key)
+        if name in _SCHEDULE_FIELDS and kwargs[name] is not None:
+            try:
+                validate_schedule(kwargs[name], key)
+            except ScheduleError as e:
+                raise ConfigError(str(e)) from None
+    # nested dataclasses given partially: start from defaults, then apply
+    obj = cls()
+    for name, value in kwargs.items():
+        setattr(obj, name, value)
+    return obj
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Recursively merge `override` into a copy of `base` (mappings merge, the rest replaces)."""
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and "piecewise" not in v:
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_dotted(assignments: list[str]) -> dict:
+    """Turn ["guidance.guidance_scale=50", "steps=10"] into a nested dict (values parsed as YAML)."""
+    import yaml
+
+    out: dict = {}
+    for item in assignments:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    """Build a RunConfig from a (partial) nested dict, strictly."""
+    return _build(RunConfig, data)
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """A plain, YAML-safe dict (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(cfg)
