@@ -178,7 +178,7 @@ class ControlNetSourceConfig:
     # "normal": normals rendered from the Gaussians' depth (exact, no detector network);
     # "depth": the rendered depth; "detector": NormalBAE on the RGB render (released path)
     control_map: Literal["normal", "depth", "detector"] = "normal"
-    control_size: int = 512  # control image size (released fixed_size)
+    # the control image has the size of the VAE input (released: fixed_size 512 = SD's VAE input)
     guess_mode: bool = False
 
 
@@ -222,10 +222,13 @@ class FinetuneConfig:
 
     enabled: bool = False
     # modules whose adapter weights train: IP key/value projections of this UNet block, or a
-    # ControlNet module name (released: controlnet_down_blocks.11)
+    # ControlNet module name (released: controlnet_down_blocks.11; "-1" indexes the last one)
     layer: str = "up_blocks.3"
     lr: float = 1e-4
     adam_eps: float = 1e-15
+    # the released code measures the finetune L_rec in latent space (the paper writes pixel space;
+    # "pixel" backpropagates through the VAE decoder)
+    space: Literal["latent", "pixel"] = "latent"
     # the released code lets L_rec push the Gaussians through the image encoder (defect 6)
     grad_to_3d: bool = False
 

@@ -1,0 +1,92 @@
+"""The noise predictor behind score distillation: target and source branches in ONE batched call.
+
+A branch is described by `BranchInputs` (text embeddings, optional IP-Adapter image embeddings with
+a per-view on/off mask, optional ControlNet control image). `UNetDenoiser.predict` stacks the
+target and source branches into a batch of 2B, runs the ControlNet on the source half only (its
+residuals are zero for the target half), and returns (eps_target, eps_source).
+
+Anything with the same `predict` signature can stand in for the UNet, e.g. an oracle in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class BranchInputs:
+    """Conditioning of one CFG branch for a batch of B views."""
+
+    text_embeds: Tensor  # [B, L, D]
+    # IP-Adapter(-Plus) image features, [B, n_images, seq, E] (per view n_images = 1); None = no IP
+    image_embeds: Tensor | None = None
+    # [B] 1.0 where the IP-Adapter contributes, 0.0 where it is masked out (a text-only branch)
+    image_on: Tensor | None = None
+    control_image: Tensor | None = None  # [B, 3, H, W] in [0, 1]
+    control_scale: float = 0.0
+
+
+class Denoiser(Protocol):
+    def predict(self, z_t: Tensor, t: Tensor, target: BranchInputs, source: BranchInputs) -> tuple[Tensor, Tensor]:
+        """z_t [B, c, h, w] noisy latents, t [B] timesteps -> (eps_target, eps_source), each [B, c, h, w]."""
+        ...
+
+
+class UNetDenoiser:
+    """Stable-Diffusion-family UNet (+ IP-Adapter, + ControlNet) as a two-branch noise predictor."""
+
+    def __init__(self, unet, controlnet=None):
+        self.unet = unet
+        self.controlnet = controlnet
+
+    def set_ip_adapter_scale(self, scale: float) -> None:
+        """The per-layer IP scale (what diffusers' `set_ip_adapter_scale` does on a pipeline)."""
+        for proc in self.unet.attn_processors.values():
+            if hasattr(proc, "to_k_ip"):
+                proc.scale = [scale] * len(proc.scale)
+
+    def predict(self, z_t: Tensor, t: Tensor, target: BranchInputs, source: BranchInputs) -> tuple[Tensor, Tensor]:
+        b = z_t.shape[0]
+        dtype = self.unet.dtype
+        latents = torch.cat([z_t, z_t]).to(dtype)  # [2B, c, h, w]
+        timesteps = torch.cat([t, t])
+        text = torch.cat([target.text_embeds, source.text_embeds]).to(dtype)
+        kwargs: dict = {}
+
+        image = [target.image_embeds, source.image_embeds]
+        if any(x is not None for x in image):
+            ref = next(x for x in image if x is not None)
+            embeds = [x if x is not None else torch.zeros_like(ref) for x in image]
+            on = [
+                br.image_on if br.image_on is not None else torch.full((b,), float(x is not None), device=ref.device)
+                for br, x in zip((target, source), image)
+            ]
+            kwargs["added_cond_kwargs"] = {"image_embeds": [torch.cat(embeds).to(dtype)]}
+            on = torch.cat(on)
+            if not bool((on == 1).all()):
+                # diffusers multiplies each view's IP attention output by its mask: a mask of 0 makes
+                # that view exactly text-only, inside the same batched call
+                n_images = ref.shape[1]
+                h, w = z_t.shape[-2:]
+                mask = on.view(-1, 1, 1, 1).expand(2 * b, n_images, h, w).to(dtype)
+                kwargs["cross_attention_kwargs"] = {"ip_adapter_masks": [mask]}
+
+        if source.control_image is not None and source.control_scale != 0.0:
+            if self.controlnet is None:
+                raise RuntimeError("a ControlNet source needs a model set with a ControlNet")
+            down, mid = self.controlnet(
+                z_t.to(dtype), t, encoder_hidden_states=source.text_embeds.to(dtype),
+                controlnet_cond=source.control_image.to(dtype), conditioning_scale=source.control_scale,
+                return_dict=False,
+            )
+            # the target half gets no control: zero residuals
+            kwargs["down_block_additional_residuals"] = [torch.cat([torch.zeros_like(r), r]) for r in down]
+            kwargs["mid_block_additional_residual"] = torch.cat([torch.zeros_like(mid), mid])
+
+        eps = self.unet(latents, timesteps, encoder_hidden_states=text, return_dict=False, **kwargs)[0]
+        eps = eps.float()
+        return eps[:b], eps[b:]

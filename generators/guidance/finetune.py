@@ -1,0 +1,86 @@
+"""AnchorDS finetune: train one small adapter layer on the pseudo-source reconstruction error.
+
+IP-Adapter: the `to_k_ip` / `to_v_ip` projections of the cross-attention processors inside one UNet
+block (released: `up_blocks.3`, 6 matrices, 1,474,560 parameters on SD 1.5).
+ControlNet: the parameters of one ControlNet module (released: `controlnet_down_blocks.11`; a
+negative index such as `controlnet_down_blocks.-1` counts from the end).
+Everything else stays frozen.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from generators.config import FinetuneConfig
+
+
+def _resolve_module(root: nn.Module, name: str) -> nn.Module:
+    module = root
+    for part in name.split("."):
+        if part.lstrip("-").isdigit() and isinstance(module, (nn.ModuleList, nn.Sequential)):
+            module = module[int(part)]
+        else:
+            module = getattr(module, part)
+    return module
+
+
+def ip_adapter_parameters(unet: nn.Module, block: str) -> dict[str, nn.Parameter]:
+    """IP key/value projection weights of every attention processor under `block`."""
+    params: dict[str, nn.Parameter] = {}
+    for name, proc in unet.attn_processors.items():
+        if name.startswith(block + ".") and hasattr(proc, "to_k_ip"):
+            for i, (k, v) in enumerate(zip(proc.to_k_ip, proc.to_v_ip)):
+                for pname, p in [*((f"to_k_ip.{i}.{n}", q) for n, q in k.named_parameters()),
+                                 *((f"to_v_ip.{i}.{n}", q) for n, q in v.named_parameters())]:
+                    params[f"{name}.{pname}"] = p
+    if not params:
+        raise ValueError(f"finetune layer {block!r} has no IP-Adapter projections in this UNet")
+    return params
+
+
+def controlnet_parameters(controlnet: nn.Module, layer: str) -> dict[str, nn.Parameter]:
+    try:
+        module = _resolve_module(controlnet, layer)
+    except (AttributeError, IndexError) as e:
+        raise ValueError(f"finetune layer {layer!r} is not a module of this ControlNet") from e
+    return {f"{layer}.{n}": p for n, p in module.named_parameters()}
+
+
+class AdapterFinetune:
+    """Owns the trainable adapter parameters and their optimiser."""
+
+    def __init__(self, params: dict[str, nn.Parameter], cfg: FinetuneConfig):
+        self.cfg = cfg
+        self.params = params
+        for p in params.values():
+            p.requires_grad_(True)
+        self.optimizer = torch.optim.Adam(list(params.values()), lr=cfg.lr, eps=cfg.adam_eps)
+
+    @classmethod
+    def for_source(cls, models, source_kind: str, cfg: FinetuneConfig) -> "AdapterFinetune":
+        if source_kind == "ip-adapter":
+            return cls(ip_adapter_parameters(models.unet, cfg.layer), cfg)
+        if source_kind == "controlnet":
+            return cls(controlnet_parameters(models.controlnet, cfg.layer), cfg)
+        raise ValueError(f"finetune needs an ip-adapter or controlnet source, not {source_kind!r}")
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+    def state_dict(self) -> dict:
+        return {"params": {k: v.detach().cpu().clone() for k, v in self.params.items()},
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                self.params[k].copy_(v)
+        self.optimizer.load_state_dict(state["optimizer"])

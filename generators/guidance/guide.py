@@ -1,0 +1,102 @@
+"""One guidance step: renders -> latents -> score distillation -> pseudo-source -> filter / finetune.
+
+This is where a method's pieces meet; every method goes through the same code:
+  1. the renders are resized to the VAE input size and encoded (with grad) to latents
+  2. the source provider builds the target and source branches
+  3. `score_distillation` runs both branches in one UNet call and forms the latent gradient
+  4. x0_hat of the source branch is computed once (exact alpha_bar of the sampled t) and gives
+     L_rec for the logs, the filter's per-view mask and the finetune loss
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from generators.cameras import Cameras
+from generators.config import CameraConfig, GuidanceConfig
+from generators.guidance.denoiser import UNetDenoiser
+from generators.guidance.finetune import AdapterFinetune
+from generators.guidance.pseudo_source import (
+    filter_mask,
+    predict_x0,
+    reconstruction_error_latent,
+    reconstruction_error_pixel,
+)
+from generators.guidance.score_distillation import distillation_loss, score_distillation
+from generators.guidance.sources import StepContext, make_source
+from generators.render.types import RenderOutput
+
+
+@dataclass
+class GuidanceStep:
+    loss_sds: Tensor  # scalar, graph to the renders
+    loss_finetune: Tensor | None  # scalar, graph to the finetuned adapter (None without finetune)
+    keep: Tensor  # [B] 1 = the view contributed, 0 = filtered out
+    logs: dict = field(default_factory=dict)
+
+
+def images_for_vae(render: RenderOutput, size: int) -> Tensor:
+    """[C, H, W, 3] renders -> [C, 3, size, size], bilinear as GaussianDreamer (1024 -> 512)."""
+    x = render.rgb.permute(0, 3, 1, 2)
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x
+
+
+class Guidance:
+    """Score-distillation guidance of one run (one prompt)."""
+
+    def __init__(self, models, guidance: GuidanceConfig, camera: CameraConfig, prompt: str):
+        self.models = models
+        self.cfg = guidance
+        self.source = make_source(models, guidance, camera, prompt)
+        self.denoiser = UNetDenoiser(models.unet, getattr(models, "controlnet", None))
+        if guidance.source.kind == "ip-adapter":
+            self.denoiser.set_ip_adapter_scale(guidance.source.ip_adapter.scale)
+        self.alphas_cumprod = models.scheduler.alphas_cumprod.float()
+        self.finetune = (
+            AdapterFinetune.for_source(models, guidance.source.kind, guidance.finetune)
+            if guidance.finetune.enabled else None
+        )
+        self.anchored = guidance.source.kind in ("ip-adapter", "controlnet")
+
+    def __call__(self, render: RenderOutput, cameras: Cameras, step: int, generator: torch.Generator) -> GuidanceStep:
+        cfg = self.cfg
+        images = images_for_vae(render, cfg.vae_input_size)  # [B, 3, S, S]
+        latents = self.models.codec.encode(images, generator=generator, sample=cfg.latent_sample == "sample")
+        ctx = StepContext(step=step, cameras=cameras, images=images, render=render)
+        target, source = self.source.branches(ctx)
+        mode, weight = self.source.mode(step)
+        out = score_distillation(
+            self.denoiser, self.alphas_cumprod, latents, target, source, cfg, step, generator,
+            mode=mode, difference_weight=weight, source_requires_grad=self.finetune is not None,
+        )
+        logs = dict(out.logs)
+        keep = torch.ones(latents.shape[0], device=latents.device)
+        loss_finetune = None
+        if self.anchored or cfg.filter.enabled:
+            x0_hat = predict_x0(out.z_t, out.eps_src, out.alpha_bar)  # graph to the adapter if finetuning
+            l_rec_latent = reconstruction_error_latent(x0_hat, latents)  # [B]
+            logs["l_rec_latent"] = l_rec_latent.mean().item()
+            need_pixel = (cfg.filter.enabled and cfg.filter.space == "pixel") or (
+                self.finetune is not None and cfg.finetune.space == "pixel")
+            l_rec_pixel = None
+            if need_pixel:
+                with torch.set_grad_enabled(self.finetune is not None and cfg.finetune.space == "pixel"):
+                    decoded = self.models.codec.decode(x0_hat if self.finetune is not None else x0_hat.detach())
+                l_rec_pixel = reconstruction_error_pixel(decoded, images)
+                logs["l_rec_pixel"] = l_rec_pixel.mean().item()
+            if cfg.filter.enabled:
+                l_rec = l_rec_pixel if cfg.filter.space == "pixel" else l_rec_latent
+                keep = filter_mask(l_rec.detach(), cfg.filter.gamma).to(latents.device)
+            if self.finetune is not None:
+                l_ft = l_rec_pixel if cfg.finetune.space == "pixel" else l_rec_latent
+                loss_finetune = l_ft.mean()
+        logs["keep_rate"] = keep.mean().item()
+        grad = out.grad * keep.view(-1, 1, 1, 1)
+        loss_sds = distillation_loss(latents, grad)
+        return GuidanceStep(loss_sds, loss_finetune, keep, logs)

@@ -1,0 +1,199 @@
+"""Source providers: what plays the source branch of CFG (the branch the gradient pushes away from).
+
+| kind            | target branch                 | source branch                                        |
+| --------------- | ----------------------------- | ---------------------------------------------------- |
+| negative-text   | eps(z_t; y_view)              | eps(z_t; negative or empty text)           (SDS)     |
+| text-modifier   | eps(z_t; y + tgt modifier)    | stage 1: eps(z_t; ""); stage 2: eps(z_t; y + src modifier)  (SDS-Bridge) |
+| ip-adapter      | eps(z_t; y_view)              | eps(z_t; neg text, image = this view's render)  (AnchorDS) |
+| controlnet      | eps(z_t; y_view)              | eps(z_t; neg text, control = map of this view's render)    |
+
+Every provider returns `BranchInputs` for both branches; the score-distillation core, the filter
+and the finetune are shared (generators/guidance/guide.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from generators.cameras import Cameras, view_dependent_prompts
+from generators.config import CameraConfig, GuidanceConfig
+from generators.guidance.control_maps import depth_map, normal_map_from_depth
+from generators.guidance.denoiser import BranchInputs
+from generators.render.types import RenderOutput
+
+
+@dataclass
+class StepContext:
+    """What a provider may look at in one optimisation step."""
+
+    step: int
+    cameras: Cameras
+    images: Tensor  # [B, 3, S, S] the renders at the VAE input size, in [0, 1] (carry the graph)
+    render: RenderOutput  # the raw render (depth and alpha for control maps)
+
+
+class SourceProvider:
+    """Base: text-only target with view-dependent prompts; subclasses define the source branch."""
+
+    components: frozenset[str] = frozenset({"base"})  # model-set components this source needs
+
+    def __init__(self, models, guidance: GuidanceConfig, camera: CameraConfig, prompt: str):
+        self.models = models
+        self.cfg = guidance
+        self.camera_cfg = camera
+        self.prompt = prompt
+
+    # -- helpers shared by all providers ---------------------------------------------------------
+    def text(self, prompts: list[str]) -> Tensor:
+        return self.models.encode_text(prompts)
+
+    def source_text(self, n: int) -> Tensor:
+        text = self.cfg.negative_prompt if self.cfg.source.text == "negative" else ""
+        return self.text([text] * n)
+
+    def target_prompts(self, ctx: StepContext) -> list[str]:
+        return view_dependent_prompts(self.prompt, ctx.cameras, self.camera_cfg)
+
+    # -- interface ------------------------------------------------------------------------------
+    def branches(self, ctx: StepContext) -> tuple[BranchInputs, BranchInputs]:
+        raise NotImplementedError
+
+    def mode(self, step: int) -> tuple[str, float]:
+        """("cfg", _) for CFG-style distillation, ("difference", weight) for a plain difference."""
+        return "cfg", 1.0
+
+
+class NegativeTextSource(SourceProvider):
+    """SDS (GaussianDreamer): the source is the negative (or empty) prompt."""
+
+    def branches(self, ctx: StepContext) -> tuple[BranchInputs, BranchInputs]:
+        n = len(ctx.cameras)
+        return BranchInputs(self.text(self.target_prompts(ctx))), BranchInputs(self.source_text(n))
+
+
+class TextModifierSource(SourceProvider):
+    """SDS-Bridge: stage 1 is SDS of the target prompt against ""; stage 2 is the plain difference
+    eps(y + tgt modifier) - eps(y + src modifier), without CFG, weighting or clamp."""
+
+    def stage_two(self, step: int) -> bool:
+        return step >= self.cfg.source.bridge.stage_two_start_step
+
+    def branches(self, ctx: StepContext) -> tuple[BranchInputs, BranchInputs]:
+        bridge = self.cfg.source.bridge
+        n = len(ctx.cameras)
+        target = view_dependent_prompts(f"{self.prompt}, {bridge.tgt_modifier}", ctx.cameras, self.camera_cfg)
+        if self.stage_two(ctx.step):
+            source = view_dependent_prompts(f"{self.prompt}, {bridge.src_modifier}", ctx.cameras, self.camera_cfg)
+        else:
+            source = [""] * n
+        return BranchInputs(self.text(target)), BranchInputs(self.text(source))
+
+    def mode(self, step: int) -> tuple[str, float]:
+        if self.stage_two(step):
+            return "difference", self.cfg.source.bridge.stage_two_weight
+        return "cfg", 1.0
+
+
+class IPAdapterSource(SourceProvider):
+    """AnchorDS with IP-Adapter: the source sees the current render of the same view."""
+
+    components = frozenset({"base", "ip_adapter"})
+
+    def __init__(self, models, guidance, camera, prompt):
+        super().__init__(models, guidance, camera, prompt)
+        if not getattr(models, "ip_adapter_loaded", False):
+            raise RuntimeError("the ip-adapter source needs a model set with an IP-Adapter loaded")
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        """[B, 3, S, S] in [0, 1] -> IP-Adapter-Plus features [B, seq, E] (penultimate hidden states)."""
+        enc = self.models.image_encoder
+        size = enc.config.image_size
+        ip = self.cfg.source.ip_adapter
+        x = F.interpolate(images, size=(size, size), mode="bilinear" if ip.preprocess == "released" else "bicubic",
+                          align_corners=False)
+        if ip.preprocess == "clip":
+            # CLIPImageProcessor: resize + centre crop (a no-op on our square renders) + mean/std
+            proc = self.models.image_processor
+            mean = torch.tensor(proc.image_mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+            std = torch.tensor(proc.image_std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+            x = (x.clamp(0, 1) - mean) / std
+        return enc(x.to(enc.dtype), output_hidden_states=True).hidden_states[-2]
+
+    def image_embeds(self, images: Tensor) -> Tensor:
+        """[B, 3, S, S] -> [B, n_images, seq, E]: per view its own render, or all renders (released)."""
+        feats = self.encode_images(images)  # [B, seq, E]
+        if self.cfg.source.ip_adapter.conditioning == "all-views":
+            return feats[None].expand(feats.shape[0], *feats.shape)
+        return feats[:, None]
+
+    def branches(self, ctx: StepContext) -> tuple[BranchInputs, BranchInputs]:
+        ip = self.cfg.source.ip_adapter
+        n = len(ctx.cameras)
+        grad_to_3d = self.cfg.finetune.enabled and self.cfg.finetune.grad_to_3d
+        images = ctx.images if grad_to_3d else ctx.images.detach()
+        with torch.set_grad_enabled(grad_to_3d):
+            src_embeds = self.image_embeds(images)
+            on = torch.ones(n, device=images.device)
+            if ip.target_image == "render":
+                tgt_embeds, tgt_on = src_embeds, on
+            elif ip.target_image == "black":
+                tgt_embeds, tgt_on = self.image_embeds(torch.zeros_like(images)), on
+            else:  # "none": the paper's eps(z_t; y), the IP attention masked out for these views
+                tgt_embeds, tgt_on = torch.zeros_like(src_embeds), torch.zeros(n, device=images.device)
+        target = BranchInputs(self.text(self.target_prompts(ctx)), tgt_embeds, tgt_on)
+        source = BranchInputs(self.source_text(n), src_embeds, on)
+        return target, source
+
+
+class ControlNetSource(SourceProvider):
+    """AnchorDS with ControlNet: the source is conditioned on a map of the current render."""
+
+    components = frozenset({"base", "controlnet"})
+
+    def __init__(self, models, guidance, camera, prompt):
+        super().__init__(models, guidance, camera, prompt)
+        if getattr(models, "controlnet", None) is None:
+            raise RuntimeError("the controlnet source needs a model set with a ControlNet")
+        if guidance.source.controlnet.control_map == "detector":
+            raise NotImplementedError(
+                "control_map=detector (NormalBAE on the RGB render) needs the lllyasviel/Annotators "
+                "weights, which this build does not load yet; use control_map=normal (exact, from depth)"
+            )
+
+    def control_image(self, ctx: StepContext) -> Tensor:
+        cn = self.cfg.source.controlnet
+        r = ctx.render
+        with torch.no_grad():
+            if cn.control_map == "normal":
+                img = normal_map_from_depth(r.depth.detach(), r.alpha.detach(), ctx.cameras)
+            else:
+                img = depth_map(r.depth.detach(), r.alpha.detach())
+        size = ctx.images.shape[-1]
+        return F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)
+
+    def branches(self, ctx: StepContext) -> tuple[BranchInputs, BranchInputs]:
+        cn = self.cfg.source.controlnet
+        n = len(ctx.cameras)
+        target = BranchInputs(self.text(self.target_prompts(ctx)))
+        source = BranchInputs(self.source_text(n), control_image=self.control_image(ctx), control_scale=cn.scale)
+        return target, source
+
+
+SOURCES: dict[str, type[SourceProvider]] = {
+    "negative-text": NegativeTextSource,
+    "text-modifier": TextModifierSource,
+    "ip-adapter": IPAdapterSource,
+    "controlnet": ControlNetSource,
+}
+
+
+def source_components(kind: str) -> frozenset[str]:
+    return SOURCES[kind].components
+
+
+def make_source(models, guidance: GuidanceConfig, camera: CameraConfig, prompt: str) -> SourceProvider:
+    return SOURCES[guidance.source.kind](models, guidance, camera, prompt)

@@ -1,0 +1,87 @@
+"""What a finished run leaves in its directory, besides checkpoints.
+
+    config.yaml         the resolved RunConfig
+    gaussians.ply       the 3D Gaussians in the standard 3DGS layout
+    views.png           a grid of `views.grid_views` renders around the object
+    turntable.gif       `views.turntable_frames` frames at `views.turntable_fps`
+    train_log.parquet   one row per logged step
+    status.json         written last and atomically: the run is done only when this says so
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+
+from generators.cameras import orbit_cameras
+from generators.config import RenderConfig, ViewsConfig
+from generators.gaussians import Gaussians
+from generators.io import atomic_write, atomic_write_bytes
+from generators.render import render
+
+RUN_FILES = {
+    "config": "config.yaml",
+    "ply": "gaussians.ply",
+    "grid": "views.png",
+    "turntable": "turntable.gif",
+    "log": "train_log.parquet",
+    "status": "status.json",
+    "checkpoint": "checkpoints/last.pt",
+}
+
+
+@torch.no_grad()
+def render_orbit(gaussians: Gaussians, views: ViewsConfig, render_cfg: RenderConfig, n: int,
+                 chunk: int = 8) -> np.ndarray:
+    """[n, H, W, 3] uint8 renders at evenly spaced azimuths (starting at the front, azimuth 0)."""
+    cams = orbit_cameras(n, views.elevation_deg, views.distance, views.fov_y_deg, views.width, views.height)
+    bg = torch.tensor(views.background, dtype=torch.float32, device=gaussians.device)
+    frames = []
+    for i in range(0, n, chunk):
+        out = render(gaussians, cams.subset(list(range(i, min(n, i + chunk)))), render_cfg, bg)
+        frames.append((out.rgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
+    return np.concatenate(frames)
+
+
+def image_grid(frames: np.ndarray, columns: int | None = None) -> np.ndarray:
+    """[n, H, W, 3] -> one [rows*H, cols*W, 3] image."""
+    n, h, w, _ = frames.shape
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for i, f in enumerate(frames):
+        r, c = divmod(i, cols)
+        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = f
+    return grid
+
+
+def write_png(path, image: np.ndarray) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_gif(path, frames: np.ndarray, fps: int) -> None:
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_views(run_dir, gaussians: Gaussians, views: ViewsConfig, render_cfg: RenderConfig) -> None:
+    grid = render_orbit(gaussians, views, render_cfg, views.grid_views)
+    write_png(run_dir / RUN_FILES["grid"], image_grid(grid, columns=min(4, views.grid_views)))
+    if views.turntable_frames > 0:
+        frames = render_orbit(gaussians, views, render_cfg, views.turntable_frames)
+        write_gif(run_dir / RUN_FILES["turntable"], frames, views.turntable_fps)
+
+
+def write_log(path, rows: list[dict]) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    atomic_write(path, lambda p: df.to_parquet(p, index=False))

@@ -1,0 +1,314 @@
+"""One generation run: load models -> initialise Gaussians -> optimise -> write outputs.
+
+    status = run_generation(cfg, out_dir)
+
+The run directory is the unit of truth (file names in `outputs.RUN_FILES`). The loop checkpoints
+every `cfg.checkpoint_every` steps and resumes from `checkpoints/last.pt` when the saved config
+matches. Randomness comes from a generator seeded by (seed, step), so a resumed run is
+bit-identical on CPU to one that ran straight through. A NaN/Inf loss or parameter stops the run
+with a recorded reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+
+from generators.cameras import sample_training_cameras
+from generators.config import RunConfig, config_to_dict
+from generators.errors import UserError
+from generators.gaussians import Gaussians
+from generators.guidance import Guidance, source_components
+from generators.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from generators.outputs import RUN_FILES, write_log, write_views
+from generators.render import render
+from generators.schedules import schedule_value
+
+STATUS_DONE = "done"
+STATUS_FAILED = "failed"
+STATUS_RUNNING = "running"
+
+
+class NonFiniteError(RuntimeError):
+    pass
+
+
+@dataclass
+class RunState:
+    """Everything a checkpoint holds."""
+
+    step: int  # the next step to run
+    gaussians: Gaussians
+    optimizer: torch.optim.Optimizer
+    densify: object
+    log: list[dict] = field(default_factory=list)
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """Hash of the settings that change the result (not the step budget or checkpoint cadence)."""
+    d = config_to_dict(cfg)
+    for k in ("steps", "checkpoint_every", "log_every", "device"):
+        d.pop(k, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator for one step: resuming at any step draws exactly the same numbers."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 7 + stream)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda was asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def required_components(cfg: RunConfig) -> set[str]:
+    comps = set(source_components(cfg.guidance.source.kind))
+    if cfg.init.kind == "shap-e":
+        comps.add("shap_e")
+    return comps
+
+
+# ----------------------------------------------------------------------------------------------
+# initialisation
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("ANCHORDS_CACHE", Path(__file__).resolve().parents[1] / ".cache"))
+
+
+def initial_gaussians(cfg: RunConfig, models, device: torch.device) -> Gaussians:
+    from generators.gaussians.init import gaussians_from_points, grow_point_cloud, init_ball
+
+    gen = step_generator(cfg.seed, -1)
+    if cfg.init.kind == "ball":
+        return init_ball(cfg.init, gen).to(device)
+    from generators.models.shap_e import shap_e_point_cloud
+
+    # Shap-E is sampled once per (model set, prompt, seed, settings) and cached, so every method
+    # starts from the same shape (GaussianDreamer re-samples it on every launch)
+    key = hashlib.sha256(json.dumps(
+        [cfg.models, cfg.prompt, cfg.seed, config_to_dict(cfg.init.shap_e)], sort_keys=True).encode()).hexdigest()[:20]
+    path = _cache_dir() / "shap_e" / f"{key}.pt"
+    if path.is_file():
+        verts, colors = torch.load(path)
+    else:
+        verts, colors = shap_e_point_cloud(models.shap_e, cfg.prompt, cfg.init.shap_e, gen)
+        atomic_torch_save(path, (verts.cpu(), colors.cpu()))
+    points, point_colors = grow_point_cloud(verts.float().cpu(), colors.float().cpu(), cfg.init, gen)
+    return gaussians_from_points(points, point_colors, cfg.init).to(device)
+
+
+# ----------------------------------------------------------------------------------------------
+# the loop
+
+
+def sparsity_loss(depth, alpha) -> torch.Tensor:
+    """GaussianDreamer's 'sparsity' term: mean(sqrt(o^2 + 0.01)), o = accumulated depth / its batch max."""
+    acc = depth * alpha
+    o = acc / acc.max().detach().clamp_min(1e-8)
+    return torch.sqrt(o ** 2 + 0.01).mean()
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _check_finite(name: str, value: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(value).all():
+        raise NonFiniteError(f"non-finite {name} at step {step}")
+
+
+def save_checkpoint(path: Path, cfg: RunConfig, state: RunState, guidance: Guidance) -> None:
+    atomic_torch_save(path, {
+        "config_hash": config_hash(cfg),
+        "step": state.step,
+        "gaussians": state.gaussians.state(),
+        "optimizer": state.optimizer.state_dict(),
+        "densify": state.densify.state_dict(),
+        "finetune": guidance.finetune.state_dict() if guidance.finetune is not None else None,
+        "log": state.log,
+    })
+
+
+def load_checkpoint(path: Path, cfg: RunConfig, guidance: Guidance, device: torch.device) -> RunState | None:
+    from generators.gaussians.densify import DensifyState
+    from generators.gaussians.optimizer import build_optimizer
+
+    if not path.is_file():
+        return None
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt["config_hash"] != config_hash(cfg):
+        return None  # a changed setting makes a new run: never resume from another config
+    gaussians = Gaussians.from_state(ckpt["gaussians"]).to(device)
+    optimizer = build_optimizer(gaussians, cfg.optim)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    densify = DensifyState.empty(len(gaussians), device)
+    densify.load_state_dict(ckpt["densify"])
+    if guidance.finetune is not None and ckpt["finetune"] is not None:
+        guidance.finetune.load_state_dict(ckpt["finetune"])
+    return RunState(ckpt["step"], gaussians, optimizer, densify, ckpt["log"])
+
+
+def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
+          progress: Callable[[int, int, dict], None] | None = None,
+          stop_after: int | None = None) -> RunState:
+    """Optimise the Gaussians; returns the final state. `stop_after` ends early (tests, preemption)."""
+    from generators.gaussians.densify import (
+        DensifyState,
+        accumulate_stats,
+        densify_and_prune,
+        should_collect_stats,
+        should_densify,
+    )
+    from generators.gaussians.optimizer import build_optimizer, update_learning_rates
+
+    guidance = Guidance(models, cfg.guidance, cfg.camera, cfg.prompt)
+    ckpt_path = run_dir / RUN_FILES["checkpoint"]
+    state = load_checkpoint(ckpt_path, cfg, guidance, device)
+    if state is None:
+        gaussians = initial_gaussians(cfg, models, device)
+        state = RunState(0, gaussians, build_optimizer(gaussians, cfg.optim),
+                         DensifyState.empty(len(gaussians), device))
+    g = state.gaussians
+    background = torch.tensor(cfg.render.background, dtype=torch.float32, device=device)
+    last = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+
+    while state.step < last:
+        step = state.step
+        t0 = time.perf_counter()
+        gen = step_generator(cfg.seed, step)
+        update_learning_rates(state.optimizer, step, cfg.optim)
+        cams = sample_training_cameras(cfg.camera, gen).to(device)
+        out = render(g, cams, cfg.render, background)
+        gstep = guidance(out, cams, step, gen)
+        loss_sparsity = sparsity_loss(out.depth, out.alpha)
+        lam_sds = schedule_value(cfg.loss.lambda_sds, step)
+        lam_sp = schedule_value(cfg.loss.lambda_sparsity, step)
+        loss = lam_sds * gstep.loss_sds + lam_sp * loss_sparsity
+        if gstep.loss_finetune is not None:
+            loss = loss + schedule_value(cfg.loss.lambda_finetune, step) * gstep.loss_finetune
+        _check_finite("loss", loss.detach(), step)
+
+        state.optimizer.zero_grad(set_to_none=True)
+        if guidance.finetune is not None:
+            guidance.finetune.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            if cfg.densify.enabled and should_collect_stats(step, cfg.densify) and out.means2d.grad is not None:
+                accumulate_stats(state.densify, g, out.means2d.grad, out.radii, cams.width, cams.height)
+            densified = {}
+            if cfg.densify.enabled and should_densify(step, cfg.densify):
+                densified = densify_and_prune(g, state.optimizer, state.densify, step, cfg.densify, generator=gen)
+            state.optimizer.step()
+            if guidance.finetune is not None:
+                guidance.finetune.step()
+            for name, p in g.params.items():
+                _check_finite(f"Gaussian {name}", p, step)
+
+        state.step = step + 1
+        row = {
+            "step": step,
+            "loss": loss.item(),
+            "loss_sds": gstep.loss_sds.item(),
+            "loss_sparsity": loss_sparsity.item(),
+            "loss_finetune": gstep.loss_finetune.item() if gstep.loss_finetune is not None else math.nan,
+            "num_gaussians": len(g),
+            "lr_means": state.optimizer.param_groups[0]["lr"],
+            "step_time_s": time.perf_counter() - t0,
+            **{k: float(v) for k, v in gstep.logs.items()},
+            **{f"densify_{k}": float(v) for k, v in densified.items()},
+        }
+        if step % cfg.log_every == 0 or state.step == cfg.steps:
+            state.log.append(row)
+        if progress is not None:
+            progress(state.step, cfg.steps, row)
+        if state.step % cfg.checkpoint_every == 0 or state.step == last:
+            save_checkpoint(ckpt_path, cfg, state, guidance)
+    return state
+
+
+def run_generation(cfg: RunConfig, run_dir: str | Path, *, show_progress: bool = True,
+                   stop_after: int | None = None, models=None) -> dict:
+    """Run (or resume) one generation in `run_dir`; returns the status dict written to status.json.
+
+    A non-finite loss or parameter ends the run with state "failed" and its reason; any other
+    exception propagates (after a "failed" status is written) so callers see the traceback.
+    """
+    from generators.models.loader import load_models
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    status: dict = {"state": STATUS_RUNNING, "method": cfg.method, "prompt": cfg.prompt, "seed": cfg.seed,
+                    "models": cfg.models, "steps": cfg.steps, "config_hash": config_hash(cfg),
+                    "device": str(device)}
+    atomic_write_text(run_dir / RUN_FILES["config"], yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    atomic_write_json(run_dir / RUN_FILES["status"], status)
+    t0 = time.perf_counter()
+    if models is None:
+        models = load_models(cfg.models, required_components(cfg), device)
+    status["models_resolved"] = getattr(models, "resolved", {})
+
+    bar = None
+    progress = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, desc=f"{cfg.method} | {cfg.prompt[:40]}", unit="step", leave=False)
+
+        def progress(done: int, total: int, row: dict) -> None:
+            bar.n = done
+            bar.set_postfix(loss=f"{row['loss']:.3g}", n=row["num_gaussians"], refresh=False)
+            bar.refresh()
+
+    try:
+        state = train(cfg, models, run_dir, device, progress, stop_after)
+    except NonFiniteError as e:
+        status.update(state=STATUS_FAILED, reason=str(e), wall_time_s=time.perf_counter() - t0)
+        atomic_write_json(run_dir / RUN_FILES["status"], status)
+        return status
+    except BaseException as e:
+        status.update(state=STATUS_FAILED, reason=f"{type(e).__name__}: {e}", wall_time_s=time.perf_counter() - t0)
+        atomic_write_json(run_dir / RUN_FILES["status"], status)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    from generators.gaussians.ply import save_ply
+
+    times = [r["step_time_s"] for r in state.log]
+    status.update(
+        step=state.step,
+        num_gaussians=len(state.gaussians),
+        seconds_per_step=(sum(times) / len(times)) if times else math.nan,
+        peak_memory_mb=_peak_memory_mb(device),
+    )
+    write_log(run_dir / RUN_FILES["log"], state.log)
+    if state.step < cfg.steps:  # stopped early on request: resumable, not done
+        status.update(state="stopped", wall_time_s=time.perf_counter() - t0)
+        atomic_write_json(run_dir / RUN_FILES["status"], status)
+        return status
+    save_ply(state.gaussians, run_dir / RUN_FILES["ply"])
+    write_views(run_dir, state.gaussians, cfg.views, cfg.render)
+    status.update(state=STATUS_DONE, wall_time_s=time.perf_counter() - t0)
+    atomic_write_json(run_dir / RUN_FILES["status"], status)  # last: the run is done only now
+    return status

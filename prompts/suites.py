@@ -1,0 +1,95 @@
+"""Load prompt suites.
+
+A suite is a named, ordered list of `PromptEntry(category, index, prompt)`, where `index` is the
+0-based line of the prompt in its category file (T3Bench's own order). Names:
+
+  t3bench                      all 300 T3Bench prompts (single, surr, multi)
+  t3bench-single / -surr / -multi
+  demo                         the first prompt of each T3Bench category (3 prompts)
+  <path to a .txt file>        one prompt per line, category = the file's stem
+
+Prompt files are strict: UTF-8, one prompt per line, no blank or duplicate lines, at most
+MAX_PROMPT_CHARS characters a line. A bad file raises PromptFileError naming the file and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from generators.errors import UserError
+
+PROMPTS_DIR = Path(__file__).resolve().parent
+T3BENCH_CATEGORIES = ("single", "surr", "multi")
+MAX_PROMPT_CHARS = 300  # T3Bench's longest is under 100; anything near this is a mistake
+
+
+class PromptFileError(UserError):
+    """A prompt file that cannot be used as a suite."""
+
+
+@dataclass(frozen=True)
+class PromptEntry:
+    category: str
+    index: int
+    prompt: str
+
+
+def load_prompt_file(path: str | Path, category: str | None = None) -> list[PromptEntry]:
+    """Read and validate one prompt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PromptFileError(f"{path}: prompt file not found")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise PromptFileError(f"{path}:{line}: not valid UTF-8 (byte {e.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise PromptFileError(f"{path}: the file has no prompts")
+    category = category or path.stem
+    seen: dict[str, int] = {}
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        prompt = line.strip()
+        if not prompt:
+            raise PromptFileError(f"{path}:{number}: blank line (one prompt per line, no blank lines)")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise PromptFileError(
+                f"{path}:{number}: prompt of {len(prompt)} characters (at most {MAX_PROMPT_CHARS})"
+            )
+        if any(ord(c) < 32 for c in prompt):
+            raise PromptFileError(f"{path}:{number}: control character in prompt")
+        if prompt in seen:
+            raise PromptFileError(f"{path}:{number}: duplicate of line {seen[prompt]}: {prompt!r}")
+        seen[prompt] = number
+        entries.append(PromptEntry(category, number - 1, prompt))
+    return entries
+
+
+def _t3bench(category: str) -> list[PromptEntry]:
+    return load_prompt_file(PROMPTS_DIR / "t3bench" / f"{category}.txt", category)
+
+
+def list_suites() -> list[str]:
+    return ["t3bench", *(f"t3bench-{c}" for c in T3BENCH_CATEGORIES), "demo"]
+
+
+def load_suite(name: str) -> list[PromptEntry]:
+    """A suite by name, or a prompt file by path."""
+    if name == "t3bench":
+        return [e for c in T3BENCH_CATEGORIES for e in _t3bench(c)]
+    if name.startswith("t3bench-") and name[len("t3bench-"):] in T3BENCH_CATEGORIES:
+        return _t3bench(name[len("t3bench-"):])
+    if name == "demo":
+        return [_t3bench(c)[0] for c in T3BENCH_CATEGORIES]
+    path = Path(name)
+    if path.suffix == ".txt" or path.exists():
+        return load_prompt_file(path)
+    raise PromptFileError(
+        f"unknown prompt suite {name!r}: use one of {', '.join(list_suites())} or a path to a .txt file"
+    )
