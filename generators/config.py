@@ -82,8 +82,15 @@ class ShapEConfig:
     num_inference_steps: int = 64
     frame_size: int = 64  # unused for meshes; kept for diffusers' renderer
     mesh_grid_size: int = 128  # marching-cubes grid of the mesh decoder
-    # Shap-E mesh frame -> our world frame (z up, front +x), as a 3x3 row-major matrix.
-    axis_transform: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    # Shap-E mesh frame -> our world frame (z up, front +x), as a 3x3 row-major matrix M,
+    # world = M @ shap_e. Shap-E is z-up: its pan cameras (diffusers shap_e/camera.py
+    # create_pan_cameras, same in openai/shap-e) orbit the z axis from above (origin z > 0), and
+    # the mesh decoder's grid axes are x, y, z of that frame. Its front faces -y: its first pan
+    # frame looks from -y, and GaussianDreamer (which keeps Shap-E coordinates as its world) puts
+    # its azimuth-0 "front view" camera at -y (pose_spherical(azimuth + 180, ...)). Our front
+    # camera sits at +x, so Shap-E -y -> +x, z -> z, and (right-handed) x -> +y: a +90 degree
+    # rotation about z, (x, y, z) -> (-y, x, z).
+    axis_transform: tuple[float, ...] = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 
 
 @dataclass

@@ -1,0 +1,218 @@
+"""Model sets: a YAML file naming every network a method needs (hub id + revision, or a folder).
+
+    spec = load_set_spec("sd15")              # generators/models/sets/sd15.yaml
+    spec = load_set_spec("path/to/my.yaml")   # any file
+
+A set file looks like this (every key but `base` optional; unknown keys are errors):
+
+    name: sd15
+    base:       {id: stable-diffusion-v1-5/stable-diffusion-v1-5, revision: main}
+    ip_adapter: {id: h94/IP-Adapter, subfolder: models,
+                 weight_name: ip-adapter-plus_sd15.safetensors,
+                 image_encoder: models/image_encoder}
+    controlnet: {id: lllyasviel/control_v11p_sd15_normalbae}
+    shap_e:     {id: openai/shap-e}
+    codec: {kind: vae}                 # or {kind: pixel-unshuffle, factor: 2}
+    vae_input_size: 512
+    finetune_layer: up_blocks.3
+    cuda_dtype: float16
+    run_defaults: {...}                # nested RunConfig overrides suited to this set
+    embedded: module:function          # optional: returns the folder that relative `path:`s
+                                       # resolve against, building it on demand (tiny set)
+
+A component given as `path:` is a local folder (relative paths resolve against `embedded`'s
+folder when the set has one, else against the yaml's folder); otherwise `id` + `revision` name a
+Hugging Face repo that must already be in the local HF cache (`make weights MODELS=<set>`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from generators.errors import UserError
+
+SETS_DIR = Path(__file__).resolve().parent / "sets"
+COMPONENTS = ("base", "ip_adapter", "controlnet", "shap_e")
+CODEC_KINDS = ("vae", "pixel-unshuffle")
+CUDA_DTYPES = ("float16", "bfloat16", "float32")
+
+
+@dataclass
+class ComponentSpec:
+    """One network (or folder of networks) of a model set."""
+
+    id: Optional[str] = None  # hub repo id "org/name"
+    revision: str = "main"  # branch, tag or 40-hex commit
+    subfolder: str = ""  # folder inside the repo (or inside `path`)
+    path: Optional[str] = None  # local folder override; wins over `id`
+    # IP-Adapter only
+    weight_name: Optional[str] = None  # the adapter file inside `subfolder`
+    image_encoder: Optional[str] = None  # image-encoder folder, relative to the repo root
+
+    def describe(self) -> str:
+        if self.path is not None:
+            return f"local folder {self.path}"
+        return f"{self.id} (revision {self.revision})"
+
+
+@dataclass
+class CodecSpec:
+    kind: str = "vae"
+    factor: int = 2  # pixel-unshuffle only
+
+
+@dataclass
+class ModelSetSpec:
+    name: str
+    file: Path  # the yaml this set came from
+    base: ComponentSpec
+    ip_adapter: Optional[ComponentSpec] = None
+    controlnet: Optional[ComponentSpec] = None
+    shap_e: Optional[ComponentSpec] = None
+    codec: CodecSpec = field(default_factory=CodecSpec)
+    vae_input_size: int = 512
+    finetune_layer: str = "up_blocks.3"
+    cuda_dtype: str = "float16"
+    run_defaults: dict = field(default_factory=dict)
+    embedded: Optional[str] = None
+    description: str = ""
+
+    def component(self, name: str) -> Optional[ComponentSpec]:
+        if name not in COMPONENTS:
+            raise UserError(f"unknown model component {name!r} (valid: {', '.join(COMPONENTS)})")
+        return getattr(self, name)
+
+
+_TOP_KEYS = {f.name for f in dataclasses.fields(ModelSetSpec)} - {"file"}
+_COMPONENT_KEYS = {"id", "revision", "subfolder", "path"}
+_IP_KEYS = _COMPONENT_KEYS | {"weight_name", "image_encoder"}
+
+
+def available_sets() -> list[str]:
+    """Names of the sets shipped in generators/models/sets/."""
+    return sorted(p.stem for p in SETS_DIR.glob("*.yaml"))
+
+
+def set_file(models: str | Path) -> Path:
+    """The yaml file for a set name or path; UserError listing the valid names otherwise."""
+    p = Path(models)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise UserError(f"model set file {p} does not exist")
+        return p.resolve()
+    candidate = SETS_DIR / f"{models}.yaml"
+    if not candidate.is_file():
+        raise UserError(f"unknown model set {str(models)!r} (valid: {', '.join(available_sets())}, or a yaml path)")
+    return candidate
+
+
+def _fail(file: Path, msg: str) -> UserError:
+    return UserError(f"{file}: {msg}")
+
+
+def _check_keys(file: Path, where: str, data: Any, allowed: set[str]) -> dict:
+    if not isinstance(data, dict):
+        raise _fail(file, f"'{where}' must be a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise _fail(
+            file,
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(repr(f'{where}.{k}' if where else k) for k in unknown)}"
+            f" (valid: {', '.join(sorted(allowed))})",
+        )
+    return data
+
+
+def _string(file: Path, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(file, f"'{key}' must be a non-empty string, got {value!r}")
+    return value
+
+
+def _parse_component(file: Path, name: str, data: Any) -> ComponentSpec:
+    allowed = _IP_KEYS if name == "ip_adapter" else _COMPONENT_KEYS
+    data = _check_keys(file, name, data, allowed)
+    kwargs = {k: _string(file, f"{name}.{k}", v) if k != "subfolder" else str(v) for k, v in data.items()}
+    if "revision" in data:
+        kwargs["revision"] = str(data["revision"])
+    spec = ComponentSpec(**kwargs)
+    if spec.id is None and spec.path is None:
+        raise _fail(file, f"'{name}' needs an 'id' (hub repo) or a 'path' (local folder)")
+    if name == "ip_adapter" and spec.weight_name is None:
+        raise _fail(file, "'ip_adapter' needs 'weight_name' (the adapter file, e.g. ip-adapter-plus_sd15.safetensors)")
+    return spec
+
+
+def _parse_codec(file: Path, data: Any) -> CodecSpec:
+    data = _check_keys(file, "codec", data, {"kind", "factor"})
+    kind = data.get("kind", "vae")
+    if kind not in CODEC_KINDS:
+        raise _fail(file, f"'codec.kind' is {kind!r}, expected one of {', '.join(CODEC_KINDS)}")
+    factor = data.get("factor", 2)
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise _fail(file, f"'codec.factor' must be a positive integer, got {factor!r}")
+    if kind == "vae" and "factor" in data:
+        raise _fail(file, "'codec.factor' applies to kind pixel-unshuffle only")
+    return CodecSpec(kind=kind, factor=factor)
+
+
+def _check_run_defaults(file: Path, data: Any) -> dict:
+    # Validated against RunConfig now so a typo fails when the set loads, not mid-run.
+    from generators.config import ConfigError, config_from_dict
+
+    if not isinstance(data, dict):
+        raise _fail(file, "'run_defaults' must be a mapping of RunConfig overrides")
+    try:
+        config_from_dict(data)
+    except ConfigError as e:
+        raise _fail(file, f"run_defaults: {e}") from None
+    return data
+
+
+def parse_set(data: Any, file: Path) -> ModelSetSpec:
+    """Build a ModelSetSpec from parsed yaml, strictly (UserError naming `file` and the key)."""
+    data = _check_keys(file, "", data if data is not None else {}, _TOP_KEYS)
+    if "base" not in data:
+        raise _fail(file, "a model set needs a 'base' component (the Stable Diffusion folder)")
+    spec = ModelSetSpec(name=str(data.get("name", file.stem)), file=file, base=_parse_component(file, "base", data["base"]))
+    for name in COMPONENTS[1:]:
+        if data.get(name) is not None:
+            setattr(spec, name, _parse_component(file, name, data[name]))
+    if "codec" in data:
+        spec.codec = _parse_codec(file, data["codec"])
+    if "vae_input_size" in data:
+        v = data["vae_input_size"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 8:
+            raise _fail(file, f"'vae_input_size' must be an integer >= 8, got {v!r}")
+        spec.vae_input_size = v
+    if "finetune_layer" in data:
+        spec.finetune_layer = _string(file, "finetune_layer", data["finetune_layer"])
+    if "cuda_dtype" in data:
+        if data["cuda_dtype"] not in CUDA_DTYPES:
+            raise _fail(file, f"'cuda_dtype' is {data['cuda_dtype']!r}, expected one of {', '.join(CUDA_DTYPES)}")
+        spec.cuda_dtype = data["cuda_dtype"]
+    if "run_defaults" in data:
+        spec.run_defaults = _check_run_defaults(file, data["run_defaults"] or {})
+    if "embedded" in data:
+        emb = _string(file, "embedded", data["embedded"])
+        if ":" not in emb:
+            raise _fail(file, f"'embedded' must be 'module:function', got {emb!r}")
+        spec.embedded = emb
+    if "description" in data:
+        spec.description = str(data["description"])
+    return spec
+
+
+def load_set_spec(models: str | Path) -> ModelSetSpec:
+    """Read and validate a model set by name (shipped sets) or yaml path."""
+    file = set_file(models)
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as e:
+        raise _fail(file, f"not valid YAML: {e}") from None
+    return parse_set(data, file)

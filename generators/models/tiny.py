@@ -1,0 +1,465 @@
+"""The embedded `tiny` model set: every network of the real sets with tiny random weights.
+
+The set is written to disk in the Hugging Face layout (`save_pretrained`) and loaded back by
+the very same loader as the real sets, so CPU tests exercise the real loading code:
+
+    <dir>/base/          StableDiffusionPipeline folder (unet, vae, text_encoder, tokenizer, scheduler)
+    <dir>/ip_adapter/    ip-adapter-plus_tiny.safetensors + image_encoder/
+    <dir>/controlnet/    ControlNetModel
+    <dir>/shap_e/        ShapEPipeline folder
+    <dir>/tiny_set.json  builder version + seed (a stale cache is rebuilt)
+
+The architecture families match SD 1.5 (UNet block structure, 8x VAE, CLIP text encoder,
+IP-Adapter-Plus Resampler, ControlNet built from the UNet, Shap-E prior + renderer); only the
+widths are tiny. Everything is deterministic from the seed.
+
+    python -m generators.models.tiny build [DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from generators.io import atomic_write_json
+
+# Bump when the builder changes what it writes: cached sets with another version are rebuilt.
+TINY_SET_VERSION = 1
+STAMP_FILE = "tiny_set.json"
+IP_WEIGHT_NAME = "ip-adapter-plus_tiny.safetensors"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Tiny widths. The SD 1.5 *structure* is kept (4 down / 4 up blocks, cross-attention in the
+# first three down and last three up blocks) so layer names such as `up_blocks.3` exist.
+CROSS_DIM = 32  # text width = UNet cross_attention_dim = IP token width
+UNET = dict(
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=1,
+    block_out_channels=(32, 32, 64, 64),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=CROSS_DIM,
+    attention_head_dim=8,
+    norm_num_groups=8,
+)
+# 4 encoder blocks = 3 down-samplings: 64 px <-> 8x8 latents, like SD's 512 px <-> 64x64.
+VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    block_out_channels=(8, 16, 16, 16),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    layers_per_block=1,
+    norm_num_groups=8,
+    sample_size=64,
+    scaling_factor=0.18215,
+)
+TEXT = dict(
+    vocab_size=514,  # 256 bytes + 256 bytes with </w> + <|startoftext|> + <|endoftext|>
+    hidden_size=CROSS_DIM,
+    intermediate_size=37,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=77,
+    bos_token_id=512,
+    eos_token_id=513,
+    pad_token_id=513,
+    projection_dim=CROSS_DIM,
+)
+VISION = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8, projection_dim=32)
+# IP-Adapter-Plus Resampler: diffusers infers heads = rows(to_q) // 64 and needs depth 4.
+RESAMPLER = dict(hidden=64, heads=1, queries=4, depth=4, ff_mult=4)
+# SD 1.5's noise schedule (scaled-linear 0.00085-0.012, T = 1000), as its scheduler config has.
+SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
+# 3 stride-2 convs: a 64 px control image lands on the 8x8 latent grid, like SD's 512 px.
+CONTROLNET_COND_CHANNELS = (8, 8, 16, 16)
+SHAP_E_LATENT = 32  # prior embedding_dim = renderer d_latent
+SHAP_E_HIDDEN = 8  # renderer MLP width; num_embeddings = 4 projected layers x 8 rows
+# diffusers' Shap-E HeunDiscreteScheduler settings (openai/shap-e scheduler config)
+SHAP_E_SCHEDULER = dict(beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample", use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
+# std of the random weights that the diffusers inits would leave at zero (IP K/V, ControlNet
+# zero-convs): large enough that an image or control map measurably changes the UNet output.
+RANDOM_STD = 0.2
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer without downloads
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP's byte-level alphabet: printable Latin-1 bytes map to themselves, the rest to 256+."""
+    printable = set(range(ord("!"), ord("~") + 1)) | set(range(ord("\xa1"), ord("\xac") + 1)) | set(range(ord("\xae"), ord("\xff") + 1))
+    table, shift = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + shift)
+            shift += 1
+    return table
+
+
+def _write_tokenizer(out_dir: Path) -> None:
+    """A byte-level CLIPTokenizer with no merges (one token per byte), saved with save_pretrained."""
+    from transformers import CLIPTokenizer
+
+    chars = list(_bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": 256 + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = TEXT["bos_token_id"]
+    vocab["<|endoftext|>"] = TEXT["eos_token_id"]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab, sort_keys=True))
+        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
+        # without model_max_length the pipelines overflow (environment.md section 3)
+        tok = CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77)
+    tok.save_pretrained(out_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+# Marching-cubes tables for Shap-E's mesh decoder
+
+# Corner c of a cell is (c & 1, c >> 1 & 1, c >> 2 & 1) = (dx, dy, dz): the bit order of
+# diffusers' MeshDecoder bitmasks. Edge order follows its `_create_flat_edge_indices`:
+# 4 x-edges, 4 y-edges, 4 z-edges, each group ordered by the other two coordinates (low first).
+
+
+def _cube_edges() -> list[tuple[int, int]]:
+    edges = []
+    for axis in range(3):
+        u, v = [a for a in range(3) if a != axis]
+        for k in range(4):
+            corner = [0, 0, 0]
+            corner[u], corner[v] = k & 1, k >> 1
+            c = corner[0] + 2 * corner[1] + 4 * corner[2]
+            edges.append((c, c + (1 << axis)))
+    return edges
+
+
+def _cube_faces() -> list[list[int]]:
+    """The 6 faces, each as its 4 corners in cyclic order."""
+    faces = []
+    for axis in range(3):
+        u, v = [a for a in range(3) if a != axis]
+        for side in (0, 1):
+            ring = []
+            for du, dv in ((0, 0), (1, 0), (1, 1), (0, 1)):
+                c = [0, 0, 0]
+                c[axis], c[u], c[v] = side, du, dv
+                ring.append(c[0] + 2 * c[1] + 4 * c[2])
+            faces.append(ring)
+    return faces
+
+
+def marching_cubes_tables() -> tuple[torch.Tensor, torch.Tensor]:
+    """Triangle tables for diffusers' MeshDecoder: cases [256, 5, 3] (edge ids), masks [256, 5].
+
+    The real `openai/shap-e` renderer ships these as buffers; a freshly built ShapERenderer has
+    zeros (no triangles), so the tiny set derives them. For each of the 256 inside/outside corner
+    patterns: every cube face crossed by the surface contributes segments between its crossed
+    edges (an ambiguous face separates its inside corners, the same rule on both cells sharing
+    the face, so the mesh is watertight); the segments close into loops, each loop is fanned
+    into triangles, and each triangle is wound so its normal points from inside to outside.
+    """
+    edges = _cube_edges()
+    edge_id = {frozenset(e): i for i, e in enumerate(edges)}
+    pos = [torch.tensor([c & 1, c >> 1 & 1, c >> 2 & 1], dtype=torch.float64) for c in range(8)]
+    mid = [(pos[a] + pos[b]) / 2 for a, b in edges]
+    cases = torch.zeros(256, 5, 3, dtype=torch.long)
+    masks = torch.zeros(256, 5, dtype=torch.bool)
+    for case in range(256):
+        inside = [bool(case >> c & 1) for c in range(8)]
+        neighbours: dict[int, list[int]] = {}
+        for ring in _cube_faces():
+            ring_edges = [edge_id[frozenset((ring[i], ring[(i + 1) % 4]))] for i in range(4)]
+            crossed = [i for i in range(4) if inside[ring[i]] != inside[ring[(i + 1) % 4]]]
+            if len(crossed) == 2:
+                segments = [(ring_edges[crossed[0]], ring_edges[crossed[1]])]
+            elif len(crossed) == 4:  # ambiguous face: cut off each inside corner
+                segments = [(ring_edges[(i - 1) % 4], ring_edges[i]) for i in range(4) if inside[ring[i]]]
+            else:
+                segments = []
+            for a, b in segments:
+                neighbours.setdefault(a, []).append(b)
+                neighbours.setdefault(b, []).append(a)
+        triangles, seen = [], set()
+        for start in sorted(neighbours):
+            if start in seen:
+                continue
+            loop, prev, cur = [start], None, start
+            seen.add(start)
+            while True:
+                nxt = [e for e in neighbours[cur] if e != prev and e not in seen]
+                if not nxt:
+                    break
+                prev, cur = cur, nxt[0]
+                loop.append(cur)
+                seen.add(cur)
+            for k in range(1, len(loop) - 1):
+                tri = (loop[0], loop[k], loop[k + 1])
+                outward = sum((pos[b] - pos[a]) if inside[a] else (pos[a] - pos[b]) for a, b in (edges[e] for e in tri))
+                normal = torch.linalg.cross(mid[tri[1]] - mid[tri[0]], mid[tri[2]] - mid[tri[0]])
+                triangles.append(tri if float(normal @ outward) > 0 else (tri[0], tri[2], tri[1]))
+        if len(triangles) > cases.shape[1]:  # cannot happen with the rule above (max is 5)
+            raise AssertionError(f"marching-cubes case {case} needs {len(triangles)} triangles")
+        for k, tri in enumerate(triangles):
+            cases[case, k] = torch.tensor(tri)
+            masks[case, k] = True
+    return cases, masks
+
+
+# ----------------------------------------------------------------------------------------------
+# Builders (each seeds its own generator so components do not depend on build order)
+
+
+def _seeded(seed: int, offset: int) -> torch.Generator:
+    torch.manual_seed(seed * 1000 + offset)  # diffusers/transformers inits use the global RNG
+    return torch.Generator().manual_seed(seed * 1000 + offset)
+
+
+def _randomise_(tensors: list[torch.Tensor], gen: torch.Generator) -> None:
+    with torch.no_grad():
+        for t in tensors:
+            t.copy_(torch.randn(t.shape, generator=gen) * RANDOM_STD)
+
+
+def _build_base(out: Path, seed: int):
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    _seeded(seed, 1)
+    unet = UNet2DConditionModel(**UNET)
+    _seeded(seed, 2)
+    vae = AutoencoderKL(**VAE)
+    _seeded(seed, 3)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT))
+    tok_dir = out / "_tokenizer"
+    _write_tokenizer(tok_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    shutil.rmtree(tok_dir)
+    # SD 1.5 ships a PNDM config; the loader turns it into the DDIM scheduler AnchorDS uses.
+    scheduler = PNDMScheduler(**SCHEDULER)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out / "base")
+    return unet
+
+
+def _resampler_state(gen: torch.Generator, embed_dim: int) -> dict[str, torch.Tensor]:
+    """IP-Adapter-Plus `image_proj` weights in the original (h94) key layout."""
+    H, h, Q = RESAMPLER["hidden"], RESAMPLER["heads"], RESAMPLER["queries"]
+    inner = 64 * h  # diffusers fixes dim_head at 64
+
+    def lin(rows: int, cols: int) -> torch.Tensor:
+        return torch.randn(rows, cols, generator=gen) / cols**0.5
+
+    sd = {
+        "latents": torch.randn(1, Q, H, generator=gen) / H**0.5,
+        "proj_in.weight": lin(H, embed_dim),
+        "proj_in.bias": torch.zeros(H),
+        "proj_out.weight": lin(CROSS_DIM, H),
+        "proj_out.bias": torch.zeros(CROSS_DIM),
+        "norm_out.weight": torch.ones(CROSS_DIM),
+        "norm_out.bias": torch.zeros(CROSS_DIM),
+    }
+    for i in range(RESAMPLER["depth"]):
+        p = f"layers.{i}"
+        for norm in (f"{p}.0.norm1", f"{p}.0.norm2", f"{p}.1.0"):
+            sd[f"{norm}.weight"] = torch.ones(H)
+            sd[f"{norm}.bias"] = torch.zeros(H)
+        sd[f"{p}.0.to_q.weight"] = lin(inner, H)
+        sd[f"{p}.0.to_kv.weight"] = lin(2 * inner, H)
+        sd[f"{p}.0.to_out.weight"] = lin(H, inner)
+        sd[f"{p}.1.1.weight"] = lin(RESAMPLER["ff_mult"] * H, H)
+        sd[f"{p}.1.3.weight"] = lin(H, RESAMPLER["ff_mult"] * H)
+    return sd
+
+
+def _build_ip_adapter(out: Path, seed: int, unet) -> None:
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    _seeded(seed, 4)
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**VISION))
+    encoder.save_pretrained(out / "ip_adapter" / "image_encoder")
+    gen = _seeded(seed, 5)
+    tensors = {f"image_proj.{k}": v for k, v in _resampler_state(gen, VISION["hidden_size"]).items()}
+    # ip_adapter keys: processors numbered in unet.attn_processors order, attn1 even, attn2 odd
+    # (the original IP-Adapter ModuleList); only cross-attention gets image K/V projections.
+    modules = dict(unet.named_modules())
+    for index, name in enumerate(unet.attn_processors):
+        if not name.endswith("attn2.processor"):
+            continue
+        hidden = modules[name[: -len(".processor")]].to_q.out_features
+        for kv in ("to_k_ip", "to_v_ip"):
+            tensors[f"ip_adapter.{index}.{kv}.weight"] = torch.randn(hidden, CROSS_DIM, generator=gen) * RANDOM_STD
+    (out / "ip_adapter").mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / "ip_adapter" / IP_WEIGHT_NAME), metadata={"format": "pt"})
+
+
+def _build_controlnet(out: Path, seed: int, unet) -> None:
+    from diffusers import ControlNetModel
+
+    gen = _seeded(seed, 6)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONTROLNET_COND_CHANNELS)
+    # from_unet zero-initialises the output convs (a fresh ControlNet is a no-op); random
+    # weights make the control map visible in the UNet output, as with trained weights.
+    zero_init = [m.weight for m in controlnet.controlnet_down_blocks] + [controlnet.controlnet_mid_block.weight]
+    zero_init.append(controlnet.controlnet_cond_embedding.conv_out.weight)
+    _randomise_(zero_init, gen)
+    controlnet.save_pretrained(out / "controlnet")
+
+
+def _build_shap_e(out: Path, seed: int) -> None:
+    from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEPipeline
+    from diffusers.pipelines.shap_e import ShapERenderer
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+
+    _seeded(seed, 7)
+    prior = PriorTransformer(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        embedding_dim=SHAP_E_LATENT,
+        num_embeddings=4 * SHAP_E_HIDDEN,  # one row per projected MLP row (4 layers x d_hidden)
+        embedding_proj_dim=CROSS_DIM,
+        time_embed_dim=4 * SHAP_E_LATENT,
+        num_layers=1,
+        clip_embed_dim=2 * SHAP_E_LATENT,  # output splits into (noise, variance) halves
+        additional_embeddings=0,
+        time_embed_act_fn="gelu",
+        norm_in_type="layer",
+        encoder_hid_proj_type=None,
+        added_emb_type=None,
+    )
+    _seeded(seed, 8)
+    text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(**TEXT))
+    tok_dir = out / "_shap_e_tokenizer"
+    _write_tokenizer(tok_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    shutil.rmtree(tok_dir)
+    _seeded(seed, 9)
+    d = SHAP_E_HIDDEN
+    renderer = ShapERenderer(
+        param_shapes=((d, 93), (d, d), (d, d), (d, d)),  # 93 = NeRF position encoding width
+        d_latent=SHAP_E_LATENT,
+        d_hidden=d,
+        n_output=12,
+        background=(255.0, 255.0, 255.0),
+    )
+    cases, masks = marching_cubes_tables()
+    renderer.mesh_decoder.cases.copy_(cases)
+    renderer.mesh_decoder.masks.copy_(masks)
+    pipe = ShapEPipeline(
+        prior=prior,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=HeunDiscreteScheduler(**SHAP_E_SCHEDULER),
+        shap_e_renderer=renderer,
+    )
+    pipe.save_pretrained(out / "shap_e")
+
+
+def build_tiny_set(out_dir: Path, seed: int = 0) -> Path:
+    """Write every tiny network under `out_dir` in the Hugging Face layout (deterministic)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng_state = torch.get_rng_state()
+    try:
+        unet = _build_base(out_dir, seed)
+        _build_ip_adapter(out_dir, seed, unet)
+        _build_controlnet(out_dir, seed, unet)
+        _build_shap_e(out_dir, seed)
+    finally:
+        torch.set_rng_state(rng_state)  # building must not disturb the caller's random stream
+    atomic_write_json(out_dir / STAMP_FILE, {"version": TINY_SET_VERSION, "seed": seed})
+    return out_dir
+
+
+# ----------------------------------------------------------------------------------------------
+# On-demand cache
+
+
+def model_cache_root() -> Path:
+    """Where built-in sets are cached: $ANCHORDS_MODEL_CACHE, else <repo>/.cache/models."""
+    env = os.environ.get("ANCHORDS_MODEL_CACHE")
+    return Path(env) if env else REPO_ROOT / ".cache" / "models"
+
+
+def _is_current(folder: Path, seed: int) -> bool:
+    try:
+        stamp = json.loads((folder / STAMP_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return stamp == {"version": TINY_SET_VERSION, "seed": seed}
+
+
+def ensure_tiny_set(cache_root: Path | None = None, seed: int = 0) -> Path:
+    """The folder of the tiny set, building it first if it is missing or stale.
+
+    Concurrent workers are safe: a file lock serialises builders, the set is built in a
+    temporary folder beside the target and renamed into place, so a reader sees either no
+    set or a complete one.
+    """
+    from filelock import FileLock
+
+    root = Path(cache_root) if cache_root is not None else model_cache_root()
+    target = root / "tiny"
+    if _is_current(target, seed):
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".tiny.lock")):
+        if _is_current(target, seed):  # another worker built it while we waited
+            return target
+        print(f"[models] building the embedded tiny model set in {target} (seed {seed}) ...", file=sys.stderr, flush=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tiny.build.", dir=root))
+        try:
+            build_tiny_set(tmp, seed)
+            if target.exists():  # stale: move aside first so the rename below is atomic
+                old = Path(tempfile.mkdtemp(prefix=".tiny.old.", dir=root))
+                os.replace(target, old / "tiny")
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m generators.models.tiny", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build the tiny set into DIR (default: the model cache)")
+    b.add_argument("dir", nargs="?", type=Path, default=None)
+    b.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.dir is None:
+        path = ensure_tiny_set(seed=args.seed)
+    else:
+        print(f"[models] building the tiny model set in {args.dir} (seed {args.seed}) ...", file=sys.stderr, flush=True)
+        path = build_tiny_set(args.dir, args.seed)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
