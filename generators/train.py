@@ -158,7 +158,7 @@ def load_checkpoint(path: Path, cfg: RunConfig, guidance: Guidance, device: torc
     gaussians = Gaussians.from_state(ckpt["gaussians"]).to(device)
     optimizer = build_optimizer(gaussians, cfg.optim)
     optimizer.load_state_dict(ckpt["optimizer"])
-    densify = DensifyState.empty(len(gaussians), device)
+    densify = DensifyState.zeros(len(gaussians), device)
     densify.load_state_dict(ckpt["densify"])
     if guidance.finetune is not None and ckpt["finetune"] is not None:
         guidance.finetune.load_state_dict(ckpt["finetune"])
@@ -184,7 +184,7 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
     if state is None:
         gaussians = initial_gaussians(cfg, models, device)
         state = RunState(0, gaussians, build_optimizer(gaussians, cfg.optim),
-                         DensifyState.empty(len(gaussians), device))
+                         DensifyState.zeros(len(gaussians), device))
     g = state.gaussians
     background = torch.tensor(cfg.render.background, dtype=torch.float32, device=device)
     last = cfg.steps if stop_after is None else min(cfg.steps, stop_after)

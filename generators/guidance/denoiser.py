@@ -43,12 +43,6 @@ class UNetDenoiser:
         self.unet = unet
         self.controlnet = controlnet
 
-    def set_ip_adapter_scale(self, scale: float) -> None:
-        """The per-layer IP scale (what diffusers' `set_ip_adapter_scale` does on a pipeline)."""
-        for proc in self.unet.attn_processors.values():
-            if hasattr(proc, "to_k_ip"):
-                proc.scale = [scale] * len(proc.scale)
-
     def predict(self, z_t: Tensor, t: Tensor, target: BranchInputs, source: BranchInputs) -> tuple[Tensor, Tensor]:
         b = z_t.shape[0]
         dtype = self.unet.dtype

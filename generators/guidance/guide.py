@@ -56,7 +56,7 @@ class Guidance:
         self.source = make_source(models, guidance, camera, prompt)
         self.denoiser = UNetDenoiser(models.unet, getattr(models, "controlnet", None))
         if guidance.source.kind == "ip-adapter":
-            self.denoiser.set_ip_adapter_scale(guidance.source.ip_adapter.scale)
+            models.set_ip_adapter_scale(guidance.source.ip_adapter.scale)
         self.alphas_cumprod = models.scheduler.alphas_cumprod.float()
         self.finetune = (
             AdapterFinetune.for_source(models, guidance.source.kind, guidance.finetune)
@@ -67,7 +67,7 @@ class Guidance:
     def __call__(self, render: RenderOutput, cameras: Cameras, step: int, generator: torch.Generator) -> GuidanceStep:
         cfg = self.cfg
         images = images_for_vae(render, cfg.vae_input_size)  # [B, 3, S, S]
-        latents = self.models.codec.encode(images, generator=generator, sample=cfg.latent_sample == "sample")
+        latents = self.models.codec.encode(images, generator=generator, latent_sample=cfg.latent_sample)
         ctx = StepContext(step=step, cameras=cameras, images=images, render=render)
         target, source = self.source.branches(ctx)
         mode, weight = self.source.mode(step)

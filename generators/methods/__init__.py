@@ -76,12 +76,12 @@ def list_methods() -> list[Method]:
 def resolve_run_config(method: str, *, prompt: str = "", seed: int = 0, models: str | None = None,
                        overrides: dict | None = None) -> RunConfig:
     """The full RunConfig of one run. Raises UserError on unknown methods or bad overrides."""
-    from generators.models.spec import load_model_set_spec
+    from generators.models.spec import load_set_spec
 
     m = get_method(method)
     models = models or m.models
     data = deep_merge(m.config, {"method": method, "prompt": prompt, "seed": seed, "models": models})
-    data = deep_merge(data, load_model_set_spec(models).run_defaults or {})
+    data = deep_merge(data, load_set_spec(models).run_defaults or {})
     data = deep_merge(data, overrides or {})
     try:
         return config_from_dict(data)
