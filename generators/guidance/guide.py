@@ -36,6 +36,7 @@ class GuidanceStep:
     loss_sds: Tensor  # scalar, graph to the renders
     loss_finetune: Tensor | None  # scalar, graph to the finetuned adapter (None without finetune)
     keep: Tensor  # [B] 1 = the view contributed, 0 = filtered out
+    l_rec: Tensor | None = None  # [B] the pseudo-source error the filter used (or latent L_rec), detached
     logs: dict = field(default_factory=dict)
 
 
@@ -78,6 +79,7 @@ class Guidance:
         logs = dict(out.logs)
         keep = torch.ones(latents.shape[0], device=latents.device)
         loss_finetune = None
+        l_rec_views = None
         if self.anchored or cfg.filter.enabled:
             x0_hat = predict_x0(out.z_t, out.eps_src, out.alpha_bar)  # graph to the adapter if finetuning
             l_rec_latent = reconstruction_error_latent(x0_hat, latents)  # [B]
@@ -90,13 +92,15 @@ class Guidance:
                     decoded = self.models.codec.decode(x0_hat if self.finetune is not None else x0_hat.detach())
                 l_rec_pixel = reconstruction_error_pixel(decoded, images)
                 logs["l_rec_pixel"] = l_rec_pixel.mean().item()
+            l_rec_views = l_rec_latent.detach()
             if cfg.filter.enabled:
                 l_rec = l_rec_pixel if cfg.filter.space == "pixel" else l_rec_latent
-                keep = filter_mask(l_rec.detach(), cfg.filter.gamma).to(latents.device)
+                l_rec_views = l_rec.detach()
+                keep = filter_mask(l_rec_views, cfg.filter.gamma).to(latents.device)
             if self.finetune is not None:
                 l_ft = l_rec_pixel if cfg.finetune.space == "pixel" else l_rec_latent
                 loss_finetune = l_ft.mean()
         logs["keep_rate"] = keep.mean().item()
         grad = out.grad * keep.view(-1, 1, 1, 1)
         loss_sds = distillation_loss(latents, grad)
-        return GuidanceStep(loss_sds, loss_finetune, keep, logs)
+        return GuidanceStep(loss_sds, loss_finetune, keep, l_rec_views, logs)
