@@ -1,0 +1,171 @@
+"""Collect one row per expected run of a job: identity, state, every metric, timings, models.
+
+A run is expected when the job's plan names it (harness.plan.RunSpec); its directory may be
+missing, failed, unfinished, finished but unscored, or scored. Nothing is dropped: every state
+becomes a row, so the report can count it and list it as a gap.
+
+    rows = collect_rows(specs, results)          # list of dicts, one per RunSpec, plan order
+    rows = collect_rows(run_dirs, results)       # or plain run directories (all "expected")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import yaml
+
+from generators.outputs import RUN_FILES
+
+METRICS_FILE = "metrics.json"
+ATTEMPTS_FILE = "attempts.json"
+STAGES = ("quality", "alignment", "clip")
+
+# Row states, from worst to best. "scored" = every stage has its number.
+MISSING, FAILED, RUNNING, STOPPED, UNSCORED, PARTIAL, SCORED = (
+    "missing", "failed", "running", "stopped", "unscored", "partial", "scored")
+
+
+def _read_json(path: Path) -> Optional[Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _read_yaml(path: Path) -> Optional[Any]:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _prompt_index(category: str, prompt: str) -> Optional[int]:
+    """The prompt's line in its T3Bench category file (None for other suites)."""
+    from prompts.suites import T3BENCH_CATEGORIES, load_suite
+
+    if category not in T3BENCH_CATEGORIES or not prompt:
+        return None
+    for e in load_suite(f"t3bench-{category}"):
+        if e.prompt == prompt:
+            return e.index
+    return None
+
+
+def _identity_from_dir(run_dir: Path, results: Path) -> dict:
+    """method/category/run_id from RESULTS/runs/<method>/<category>/<run_id>, prompt etc. from config.yaml."""
+    cfg = _read_yaml(run_dir / RUN_FILES["config"]) or {}
+    status = _read_json(run_dir / RUN_FILES["status"]) or {}
+    parts = run_dir.parts
+    method = cfg.get("method") or status.get("method") or (parts[-3] if len(parts) >= 3 else "?")
+    category = parts[-2] if len(parts) >= 2 else "?"
+    prompt = cfg.get("prompt") or status.get("prompt") or ""
+    return {"label": method, "method": method, "category": category, "prompt_index": _prompt_index(category, prompt),
+            "prompt": prompt, "seed": cfg.get("seed", status.get("seed")), "models": cfg.get("models", status.get("models")),
+            "run_id": run_dir.name, "run_dir": str(run_dir)}
+
+
+def _identity_from_spec(spec: Any, results: Path) -> dict:
+    return {"label": spec.label, "method": spec.method, "category": spec.category, "prompt_index": spec.index,
+            "prompt": spec.prompt, "seed": spec.seed, "models": spec.models, "run_id": spec.run_id,
+            "run_dir": str(spec.run_dir(results))}
+
+
+def _model_name(model: Any) -> Optional[str]:
+    """'id@revision' (or the dict's most specific name) of a recorded model."""
+    if model is None:
+        return None
+    if isinstance(model, str):
+        return model
+    if isinstance(model, dict):
+        name = model.get("id") or model.get("model") or model.get("name") or model.get("path")
+        rev = model.get("revision")
+        return f"{name}@{rev}" if name and rev else name
+    return str(model)
+
+
+def _stage_columns(stage: str, rec: Any) -> dict:
+    """Flat columns of one metrics.json stage; a stage without a number says why."""
+    out: dict = {f"{stage}_status": None, f"{stage}_reason": None}
+    if not isinstance(rec, dict):
+        out[f"{stage}_status"] = "missing"
+        out[f"{stage}_reason"] = "not scored"
+        return out
+    status = rec.get("status", "done")
+    score = rec.get("score")
+    out[f"{stage}_status"] = status if score is not None or status != "done" else "no-score"
+    out[f"{stage}_reason"] = rec.get("reason") or rec.get("missing_reason")
+    out[stage] = float(score) if isinstance(score, (int, float)) and status == "done" else None
+    out[f"{stage}_model_set"] = rec.get("model_set")
+    out[f"{stage}_eval_s"] = sum(v for v in (rec.get("timing") or {}).values() if isinstance(v, (int, float))) or None
+    if stage == "quality":
+        out["quality_model"] = _model_name(rec.get("model"))
+    elif stage == "alignment":
+        rating = rec.get("rating")
+        out["alignment_rating"] = float(rating) if isinstance(rating, (int, float)) else None
+        judge = rec.get("judge") or {}
+        out["judge"] = judge.get("name") if isinstance(judge, dict) else str(judge)
+        out["judge_settings"] = json.dumps(judge, sort_keys=True, default=str) if judge else None
+        out["captioner"] = _model_name(rec.get("captioner"))
+    elif stage == "clip":
+        model = rec.get("model")
+        if isinstance(model, dict):
+            out["clip_model"] = model.get("model") or model.get("name")
+            out["clip_pretrained"] = model.get("pretrained")
+        else:
+            out["clip_model"] = model
+            out["clip_pretrained"] = rec.get("pretrained")
+    return out
+
+
+def _state(row: dict, status: Optional[dict], metrics: Optional[dict], attempts: Optional[dict]) -> tuple[str, Optional[str]]:
+    if status is None:
+        if attempts and attempts.get("failures"):
+            return FAILED, attempts.get("last_reason") or "failed before writing status.json"
+        return MISSING, "no run directory" if not Path(row["run_dir"]).is_dir() else "no status.json (never started)"
+    state = status.get("state")
+    if state == "failed":
+        return FAILED, status.get("reason") or (attempts or {}).get("last_reason") or "failed (no reason recorded)"
+    if state == "running":
+        return RUNNING, "not finished (running, or interrupted)"
+    if state != "done":
+        return STOPPED, f"not finished (state {state!r})"
+    if metrics is None:
+        return UNSCORED, f"finished, no {METRICS_FILE} yet"
+    missing = [s for s in STAGES if row.get(s) is None]
+    if missing:
+        reasons = "; ".join(f"{s}: {row.get(f'{s}_reason') or row.get(f'{s}_status')}" for s in missing)
+        return PARTIAL, reasons
+    return SCORED, None
+
+
+def collect_row(identity: dict) -> dict:
+    run_dir = Path(identity["run_dir"])
+    status = _read_json(run_dir / RUN_FILES["status"])
+    metrics = _read_json(run_dir / METRICS_FILE)
+    attempts = _read_json(run_dir / ATTEMPTS_FILE)
+    row = dict(identity)
+    for stage in STAGES:
+        row.update(_stage_columns(stage, (metrics or {}).get(stage)))
+    row["status"], row["reason"] = _state(row, status, metrics if isinstance(metrics, dict) else None, attempts)
+    status = status or {}
+    row["run_state"] = status.get("state")
+    for key in ("wall_time_s", "seconds_per_step", "num_gaussians", "peak_memory_mb", "steps", "device"):
+        row[key] = status.get(key)
+    row["models_resolved"] = json.dumps(status.get("models_resolved") or {}, sort_keys=True, default=str)
+    row["views_png"] = str(run_dir / RUN_FILES["grid"]) if (run_dir / RUN_FILES["grid"]).is_file() else None
+    return row
+
+
+def collect_rows(runs: Iterable[Any], results: str | Path) -> list[dict]:
+    """One row per run (RunSpec or run directory), in the given order."""
+    results = Path(results)
+    rows = []
+    for run in runs:
+        if isinstance(run, (str, Path)):
+            identity = _identity_from_dir(Path(run), results)
+        else:
+            identity = _identity_from_spec(run, results)
+        rows.append(collect_row(identity))
+    return rows

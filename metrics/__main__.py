@@ -1,0 +1,76 @@
+"""Command line of the evaluation stage.
+
+    python -m metrics eval RUN_DIR... [--models tiny] [--stages quality,clip] [--device cpu]
+                                      [--set quality.width=64 ...] [--force]
+    python -m metrics weights t3bench      # fetch a metric model set (needs hub access)
+
+`eval` scores every finished run in (or below) the given folders that has no scores yet, so it
+can be re-run after an interruption. Exit codes: 0 all requested runs scored or up to date,
+1 some runs failed or were skipped, 2 a user error (bad flag, missing weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from generators.errors import UserError
+
+
+def build_config(models: str, device: str | None, overrides: list[str]):
+    """EvalConfig = defaults <- the model set's eval_defaults <- --models/--device <- --set."""
+    from generators.config import ConfigError, parse_dotted
+    from metrics.config import deep_merge, eval_config_from_dict
+    from metrics.models import eval_defaults
+
+    deep = deep_merge(eval_defaults(models), {"models": models})
+    if device:
+        deep["device"] = device
+    try:
+        deep = deep_merge(deep, parse_dotted(overrides))
+        return eval_config_from_dict(deep)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from metrics.config import STAGES
+
+    parser = argparse.ArgumentParser(prog="python -m metrics", description="T3Bench quality/alignment and CLIP score")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    ev = sub.add_parser("eval", help="score finished runs")
+    ev.add_argument("runs", nargs="+", help="run directories, or folders holding run directories")
+    ev.add_argument("--models", default="t3bench", help="metric model set name or yaml (default t3bench)")
+    ev.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    ev.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="EvalConfig override, e.g. quality.width=256 (repeatable)")
+    ev.add_argument("--force", action="store_true", help="recompute the requested stages even if scored")
+    w = sub.add_parser("weights", help="download a metric model set into the Hugging Face cache")
+    w.add_argument("set", help="metric model set name or yaml")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "weights":
+            from metrics.models import fetch_weights
+
+            for line in fetch_weights(args.set):
+                print(line)
+            return 0
+        from metrics.evaluate import evaluate_runs
+
+        stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+        unknown = sorted(set(stages) - set(STAGES))
+        if unknown:
+            raise UserError(f"unknown stage(s) {', '.join(unknown)} (valid: {', '.join(STAGES)})")
+        cfg = build_config(args.models, args.device, args.overrides)
+        summary = evaluate_runs(args.runs, cfg, stages, args.force)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(json.dumps({k: (len(v) if isinstance(v, (list, dict)) else v) for k, v in summary.items()}))
+    return 1 if summary["failed"] or summary["skipped"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

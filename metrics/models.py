@@ -1,0 +1,396 @@
+"""Metric model sets: which networks score a run, with ids and revisions, and their loader.
+
+    models = load_metric_models("t3bench", stages=("quality", "clip"), device="cuda")
+    models.image_reward.score(prompt, images)      # ImageReward-v1.0, standardised
+    models.clip.score(prompt, images)              # raw cosines
+
+A set is a YAML file in `metrics/model_sets/` (or any path). Sections:
+
+    name, description
+    image_reward: {id, revision | path, checkpoint, med_config, tokenizer: {id, revision | path},
+                   vision: {BlipVisionConfig kwargs}, max_text_length, reward_mean, reward_std,
+                   image_mean, image_std}
+    clip:         {model, pretrained, id, revision}   # real: open_clip tag, hub repo checked+recorded
+                  {model, pretrained, path}           # open_clip local-dir folder (tiny)
+    captioner, judge: free-form mappings read by metrics.alignment (not parsed here)
+    eval_defaults: EvalConfig overrides suited to the set (the tiny set shrinks every protocol)
+    embedded: module:function   returns the folder relative `path:`s resolve against
+    build_seed: int             seed of the components built on demand
+
+A section (or nested component) may carry `fetch_files: [...]` (what `python -m metrics weights`
+downloads) and, with a relative `path`, `build: module:function` — called as fn(folder, seed) to
+write that folder when it is missing or stale (the tiny set; same cache root as the generator's).
+
+Hub ids resolve through the generator's resolver (`generators.models.loader.resolve_component`:
+the local HF cache only, never the network); a missing one raises MissingWeightsError naming the
+id, the revision and the command that fetches it.
+
+Alignment models: for the alignment stage, `metrics.alignment.load_alignment_models(cfg.alignment,
+device, captioner_folder, judge_folder)` is called with the folders of this set's `captioner` and
+`judge` sections (resolved here; None when the set has no such section) and its result is kept in
+`models.alignment`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import torch
+import yaml
+
+from generators.errors import MissingWeightsError, UserError
+from generators.models.spec import ComponentSpec
+
+SETS_DIR = Path(__file__).resolve().parent / "model_sets"
+STAMP_FILE = "_built.json"
+_OPAQUE = ("captioner", "judge")  # read by metrics.alignment
+_TOP_KEYS = {"name", "description", "embedded", "build_seed", "image_reward", "clip", "eval_defaults", *_OPAQUE}
+_COMPONENT_KEYS = {"id", "revision", "subfolder", "path", "fetch_files", "build"}
+_IR_KEYS = _COMPONENT_KEYS | {"checkpoint", "med_config", "tokenizer", "vision", "max_text_length", "reward_mean",
+                              "reward_std", "image_mean", "image_std"}
+_CLIP_KEYS = _COMPONENT_KEYS | {"model", "pretrained"}
+
+
+@dataclass
+class MetricSetSpec:
+    name: str
+    file: Path
+    raw: dict  # the parsed yaml
+    description: str = ""
+    embedded: Optional[str] = None
+    build_seed: int = 0
+    eval_defaults: dict = field(default_factory=dict)
+
+    def section(self, name: str) -> Optional[dict]:
+        value = self.raw.get(name)
+        return value if isinstance(value, dict) else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing
+
+
+def available_sets() -> list[str]:
+    return sorted(p.stem for p in SETS_DIR.glob("*.yaml"))
+
+
+def set_file(models: str | Path) -> Path:
+    p = Path(models)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise UserError(f"metric model set file {p} does not exist")
+        return p.resolve()
+    candidate = SETS_DIR / f"{models}.yaml"
+    if not candidate.is_file():
+        raise UserError(f"unknown metric model set {str(models)!r} (valid: {', '.join(available_sets())}, or a yaml path)")
+    return candidate
+
+
+def _check_keys(file: Path, where: str, data: Any, allowed: set[str]) -> dict:
+    if not isinstance(data, dict):
+        raise UserError(f"{file}: '{where}' must be a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise UserError(f"{file}: unknown key(s) {', '.join(repr(f'{where}.{k}') for k in unknown)} in '{where}' "
+                        f"(valid: {', '.join(sorted(allowed))})")
+    return data
+
+
+def component(file: Path, where: str, data: dict) -> ComponentSpec:
+    """The id/revision/subfolder/path part of a section as the generator's ComponentSpec."""
+    if data.get("id") is None and data.get("path") is None:
+        raise UserError(f"{file}: '{where}' needs an 'id' (hub repo) or a 'path' (local folder)")
+    return ComponentSpec(id=data.get("id"), revision=str(data.get("revision", "main")),
+                         subfolder=str(data.get("subfolder", "")), path=data.get("path"))
+
+
+def parse_set(data: Any, file: Path) -> MetricSetSpec:
+    data = _check_keys(file, "", data if data is not None else {}, _TOP_KEYS)
+    if "image_reward" in data:
+        ir = _check_keys(file, "image_reward", data["image_reward"], _IR_KEYS)
+        component(file, "image_reward", ir)
+        missing = [k for k in ("checkpoint", "med_config", "tokenizer", "vision", "max_text_length", "reward_mean",
+                               "reward_std", "image_mean", "image_std") if k not in ir]
+        if missing:
+            raise UserError(f"{file}: 'image_reward' lacks {', '.join(missing)}")
+        component(file, "image_reward.tokenizer", _check_keys(file, "image_reward.tokenizer", ir["tokenizer"], _COMPONENT_KEYS))
+        _check_keys(file, "image_reward.vision", ir["vision"], set(ir["vision"]))
+    if "clip" in data:
+        clip = _check_keys(file, "clip", data["clip"], _CLIP_KEYS)
+        if "model" not in clip:
+            raise UserError(f"{file}: 'clip' needs 'model' (an open_clip model name, e.g. ViT-L-14)")
+        component(file, "clip", clip)
+    embedded = data.get("embedded")
+    if embedded is not None and (not isinstance(embedded, str) or ":" not in embedded):
+        raise UserError(f"{file}: 'embedded' must be 'module:function', got {embedded!r}")
+    eval_defaults = data.get("eval_defaults") or {}
+    if eval_defaults:
+        from metrics.config import ConfigError, eval_config_from_dict
+
+        try:
+            eval_config_from_dict(eval_defaults)
+        except ConfigError as e:
+            raise UserError(f"{file}: eval_defaults: {e}") from None
+    return MetricSetSpec(name=str(data.get("name", file.stem)), file=file, raw=data,
+                         description=str(data.get("description", "")), embedded=embedded,
+                         build_seed=int(data.get("build_seed", 0)), eval_defaults=eval_defaults)
+
+
+def load_set_spec(models: str | Path) -> MetricSetSpec:
+    file = set_file(models)
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{file}: not valid YAML: {e}") from None
+    return parse_set(data, file)
+
+
+def fetch_hint(spec: MetricSetSpec) -> str:
+    name = spec.name if spec.file.parent == SETS_DIR else str(spec.file)
+    return f"python -m metrics weights {name}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Components built on demand (tiny set)
+
+
+def tiny_root() -> Path:
+    """Folder of the embedded metric set: beside the generator's tiny set in the model cache."""
+    from generators.models.tiny import model_cache_root
+
+    return model_cache_root() / "metrics-tiny"
+
+
+def _import(ref: str, file: Path):
+    module_name, func_name = ref.split(":", 1)
+    try:
+        return getattr(importlib.import_module(module_name), func_name), importlib.import_module(module_name)
+    except (ImportError, AttributeError) as e:
+        raise UserError(f"{file}: {ref!r} cannot be imported: {e}") from e
+
+
+def _builds(spec: MetricSetSpec) -> list[tuple[str, str]]:
+    """(relative path, builder) of every section or nested component with a `build`."""
+    out = []
+    for value in spec.raw.values():
+        for part in [value] + ([v for v in value.values() if isinstance(v, dict)] if isinstance(value, dict) else []):
+            if isinstance(part, dict) and part.get("build"):
+                if not part.get("path") or Path(part["path"]).is_absolute():
+                    raise UserError(f"{spec.file}: a component with 'build' needs a relative 'path'")
+                out.append((part["path"], part["build"]))
+    return out
+
+
+def ensure_built(spec: MetricSetSpec, root: Path) -> None:
+    """Build every missing or stale on-demand component under `root` (file-locked, atomic rename)."""
+    from filelock import FileLock
+
+    for rel, ref in _builds(spec):
+        build, module = _import(ref, spec.file)
+        stamp = {"builder": ref, "seed": spec.build_seed, "version": getattr(module, "TINY_VERSION", 1)}
+        target = root / rel
+        if _stamp(target) == stamp:
+            continue
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(root / ".build.lock")):
+            if _stamp(target) == stamp:  # another worker built it while we waited
+                continue
+            print(f"[metrics] building {ref} into {target} (seed {spec.build_seed}) ...", file=sys.stderr, flush=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.build.", dir=target.parent if target.parent.exists() else root))
+            try:
+                build(tmp, spec.build_seed)
+                (tmp / STAMP_FILE).write_text(json.dumps(stamp) + "\n")
+                if target.exists():
+                    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+                    os.replace(target, old / "x")
+                    shutil.rmtree(old, ignore_errors=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stamp(folder: Path) -> Optional[dict]:
+    try:
+        return json.loads((folder / STAMP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass
+class MetricModels:
+    set_name: str
+    spec: MetricSetSpec
+    device: torch.device
+    root: Path  # where relative `path:`s resolve
+    image_reward: Any = None  # metrics.image_reward.ImageRewardScorer
+    clip: Any = None  # metrics.clip_score.ClipScorer
+    alignment: Any = None  # whatever metrics.alignment.load_alignment_models returned
+    unavailable: dict = field(default_factory=dict)  # stage -> why it cannot run
+    resolved: dict = field(default_factory=dict)  # component -> {id, revision, path}
+
+    def section(self, name: str) -> Optional[dict]:
+        return self.spec.section(name)
+
+    def resolve(self, name: str, data: dict) -> tuple[Path, dict]:
+        """Local folder of a component mapping ({id, revision, subfolder} or {path}) + its record."""
+        from generators.models.loader import hub_cache_dir, resolve_component
+
+        comp = component(self.spec.file, name, data)
+        try:
+            folder, record = resolve_component(self.spec, name, comp, self.root)
+        except MissingWeightsError as e:
+            where = (f"folder {self.root / comp.path} does not exist" if comp.path is not None
+                     else f"{comp.id} (revision {comp.revision}) is not in the local Hugging Face cache {hub_cache_dir()}")
+            raise MissingWeightsError(
+                f"metric model set {self.spec.name}: '{name}': {where}; fetch it with: {fetch_hint(self.spec)}"
+            ) from e
+        if comp.subfolder:
+            folder = folder / comp.subfolder
+        self.resolved[name] = record
+        return folder, record
+
+
+def _need_file(models: MetricModels, name: str, folder: Path, filename: str) -> Path:
+    path = folder / filename
+    if not path.is_file():
+        raise MissingWeightsError(f"metric model set {models.spec.name}: '{name}' has no {filename} in {folder}; "
+                                  f"fetch it with: {fetch_hint(models.spec)}")
+    return path
+
+
+def _load_image_reward(models: MetricModels) -> None:
+    from metrics.image_reward import load_image_reward
+
+    ir = models.section("image_reward")
+    if ir is None:
+        raise UserError(f"metric model set {models.spec.name} ({models.spec.file}) has no 'image_reward' section "
+                        f"(needed by the quality stage)")
+    folder, record = models.resolve("image_reward", ir)
+    tok_folder, tok_record = models.resolve("image_reward.tokenizer", ir["tokenizer"])
+    info = {"set": models.spec.name, "id": record["id"], "revision": record["revision"],
+            "checkpoint": ir["checkpoint"], "tokenizer": {"id": tok_record["id"], "revision": tok_record["revision"]}}
+    models.image_reward = load_image_reward(
+        _need_file(models, "image_reward", folder, ir["checkpoint"]),
+        _need_file(models, "image_reward", folder, ir["med_config"]),
+        tok_folder, ir, models.device, info,
+    )
+
+
+def _load_clip(models: MetricModels) -> None:
+    from metrics.clip_score import load_clip
+
+    clip = models.section("clip")
+    if clip is None:
+        raise UserError(f"metric model set {models.spec.name} ({models.spec.file}) has no 'clip' section")
+    folder, record = models.resolve("clip", clip)
+    info = {"set": models.spec.name, "id": record["id"], "revision": record["revision"]}
+    if clip.get("path") is not None:  # open_clip local-dir folder
+        _need_file(models, "clip", folder, "open_clip_config.json")
+        models.clip = load_clip(clip["model"], clip.get("pretrained"), folder, models.device, info)
+    else:  # by tag: open_clip reads the same hub repo from the HF cache
+        models.clip = load_clip(clip["model"], clip.get("pretrained"), None, models.device, info)
+
+
+def _load_alignment(models: MetricModels, alignment_cfg: Any) -> None:
+    """metrics.alignment's captioner (+ local judge), from this set's `captioner` / `judge`
+    sections when present (else from the ids in the alignment config)."""
+    try:
+        alignment = importlib.import_module("metrics.alignment")
+    except ModuleNotFoundError as e:
+        if e.name not in ("metrics.alignment", "metrics.captioner", "metrics.judges"):
+            raise
+        models.unavailable["alignment"] = "metrics.alignment is not implemented yet"
+        return
+    hook = getattr(alignment, "load_alignment_models", None)
+    if hook is None:
+        models.unavailable["alignment"] = "metrics.alignment has no load_alignment_models()"
+        return
+    cap, judge = models.section("captioner"), models.section("judge")
+    cap_folder = models.resolve("captioner", cap)[0] if cap else None
+    judge_kind = getattr(getattr(alignment_cfg, "judge", None), "kind", None)
+    judge_folder = models.resolve("judge", judge)[0] if judge and judge_kind == "local" else None
+    models.alignment = hook(alignment_cfg, str(models.device), captioner_folder=cap_folder, judge_folder=judge_folder)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_metric_models(set_name: str | Path, stages: Iterable[str] = ("quality", "alignment", "clip"),
+                       device: str | torch.device = "cpu", cfg: Any = None) -> MetricModels:
+    """Load the networks the given stages need (quality: ImageReward; clip: open_clip; alignment:
+    metrics.alignment's captioner and judge, when that module exists). `cfg` (an EvalConfig)
+    gives the alignment settings; by default the set's eval_defaults."""
+    from metrics.config import STAGES, deep_merge, eval_config_from_dict
+
+    stages = tuple(stages)
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise UserError(f"unknown evaluation stage(s) {', '.join(unknown)} (valid: {', '.join(STAGES)})")
+    spec = load_set_spec(set_name)
+    if spec.embedded:
+        root_fn, _ = _import(spec.embedded, spec.file)
+        root = Path(root_fn())
+    else:
+        root = spec.file.parent
+    ensure_built(spec, root)
+    models = MetricModels(set_name=spec.name, spec=spec, device=resolve_device(device), root=root)
+    if "quality" in stages:
+        _load_image_reward(models)
+    if "clip" in stages:
+        _load_clip(models)
+    if "alignment" in stages:
+        if cfg is None:
+            cfg = eval_config_from_dict(deep_merge(spec.eval_defaults, {"models": str(set_name)}))
+        _load_alignment(models, cfg.alignment)
+    return models
+
+
+def eval_defaults(set_name: str | Path) -> dict:
+    """The set's EvalConfig overrides (CPU-sized protocols for the tiny set)."""
+    return load_set_spec(set_name).eval_defaults
+
+
+# ----------------------------------------------------------------------------------------------
+# Fetching (the only code here that uses the network; run with HF_HUB_OFFLINE=0)
+
+
+def fetch_weights(set_name: str | Path) -> list[str]:
+    """Download every hub component of a set into the local HF cache; returns what was fetched."""
+    from huggingface_hub import snapshot_download
+
+    from generators.models.loader import hub_cache_dir
+
+    spec = load_set_spec(set_name)
+    done = []
+    for key, value in spec.raw.items():
+        if not isinstance(value, dict):
+            continue
+        parts = [(key, value)] + [(f"{key}.{k}", v) for k, v in value.items() if isinstance(v, dict)]
+        for name, part in parts:
+            if part.get("id") is None or part.get("path") is not None:
+                continue
+            print(f"[metrics] fetching {part['id']} (revision {part.get('revision', 'main')}) for '{name}'", file=sys.stderr)
+            try:
+                snapshot_download(part["id"], revision=str(part.get("revision", "main")), cache_dir=hub_cache_dir(),
+                                  allow_patterns=part.get("fetch_files"))
+            except Exception as e:  # offline, unknown id, bad revision, network: one clear message
+                raise UserError(f"cannot fetch {part['id']} for '{name}' (needs hub access, HF_HUB_OFFLINE=0): "
+                                f"{type(e).__name__}: {e}") from e
+            done.append(f"{name}: {part['id']}")
+    return done

@@ -1,0 +1,188 @@
+"""Report over synthetic run directories: published rows, our rows with the right means and counts, gaps."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from harness.plan import RunSpec
+from harness.report import build_report, load_references, main
+
+CATS = ("single", "surr", "multi")
+PROMPTS = {c: [f"a {c} thing {i}" for i in range(2)] for c in CATS}
+
+
+def _spec(method: str, cat: str, i: int) -> RunSpec:
+    return RunSpec(method, method, cat, i, PROMPTS[cat][i], 0, "sd15", {}, f"{cat}-{i}-{method}")
+
+
+def _write_run(results: Path, spec: RunSpec, state: str = "done", quality=None, rating=None, clip=None,
+               metrics: bool = True, views: bool = True, reason: str | None = None) -> None:
+    d = spec.run_dir(results)
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml.safe_dump({"method": spec.method, "prompt": spec.prompt, "seed": 0, "models": "sd15"}))
+    status = {"state": state, "method": spec.method, "prompt": spec.prompt, "seed": 0, "wall_time_s": 12.5}
+    if reason:
+        status["reason"] = reason
+    (d / "status.json").write_text(json.dumps(status))
+    if views:
+        Image.fromarray(np.full((8, 16, 3), 200, np.uint8)).save(d / "views.png")
+    if state == "done" and metrics:
+        align = {"status": "done", "rating": rating, "score": None if rating is None else (rating - 1) / 4 * 100,
+                 "judge": {"name": "scripted-judge", "kind": "openai"}, "captioner": {"id": "tiny-captioner"}}
+        if rating is None:
+            align["missing_reason"] = "rating: no usable 1-5 rating in 3 replies"
+        (d / "metrics.json").write_text(json.dumps({
+            "quality": {"status": "done", "score": quality, "model": {"id": "THUDM/ImageReward", "revision": "abc"},
+                        "model_set": "tiny"},
+            "alignment": align,
+            "clip": {"status": "done", "score": clip, "model": {"model": "ViT-L-14", "pretrained": "openai"}},
+        }))
+
+
+# Known inputs: (quality, rating, clip) per category and prompt.
+SDS = {"single": [(50.0, 3, 0.30), (60.0, 5, 0.32)], "surr": [(40.0, 2, 0.25), (44.0, 2, 0.27)],
+       "multi": [(30.0, 1, 0.20), (36.0, 3, 0.22)]}
+IPA = {c: [(q + 10, min(5, r + 1), s + 0.05) for q, r, s in v] for c, v in SDS.items()}
+
+
+def _expected_avg(values) -> float:
+    q = np.mean([v[0] for v in values])
+    a = (np.mean([v[1] for v in values]) - 1) / 4 * 100
+    return (q + a) / 2
+
+
+@pytest.fixture
+def job(tmp_path):
+    results = tmp_path / "results"
+    specs = []
+    for method, table in (("sds", SDS), ("anchords-ipa-finetune", IPA)):
+        for cat in CATS:
+            for i, (q, r, s) in enumerate(table[cat]):
+                spec = _spec(method, cat, i)
+                _write_run(results, spec, quality=q, rating=r, clip=s)
+                specs.append(spec)
+    cn = "anchords-cn-filter"
+    gaps = {
+        ("single", 0): dict(state="failed", reason="NonFiniteError: loss is NaN at step 7", views=False),
+        ("single", 1): None,  # missing: never ran
+        ("surr", 0): dict(metrics=False),  # finished, unscored
+        ("surr", 1): dict(quality=45.0, rating=4, clip=0.3),
+        ("multi", 0): dict(quality=35.0, rating=None, clip=0.2),  # judge gave no usable rating
+        ("multi", 1): dict(quality=33.0, rating=3, clip=0.21),
+    }
+    for (cat, i), kw in gaps.items():
+        spec = _spec(cn, cat, i)
+        if kw is not None:
+            _write_run(results, spec, **kw)
+        specs.append(spec)
+    return results, specs
+
+
+def test_report_tables_counts_and_gaps(job):
+    results, specs = job
+    paths = build_report("paper-table1", specs, results)
+    text = paths["report"].read_text()
+
+    # scores.parquet: one row per planned run, missing ones included
+    df = pd.read_parquet(paths["scores"])
+    assert len(df) == len(specs) == 18
+    assert {"method", "category", "prompt", "prompt_index", "seed", "quality", "alignment", "alignment_rating", "clip",
+            "clip_model", "clip_pretrained", "judge", "wall_time_s", "status", "models"} <= set(df.columns)
+    cn = df[df["method"] == "anchords-cn-filter"].set_index(["category", "prompt_index"])["status"]
+    assert cn[("single", 0)] == "failed" and cn[("single", 1)] == "missing"
+    assert cn[("surr", 0)] == "unscored" and cn[("multi", 0)] == "partial" and cn[("multi", 1)] == "scored"
+
+    # published rows, clearly marked
+    for label, value in [("SDS (GaussianDreamer)", "29.7"), ("ProlificDreamer", "43.3"),
+                         ("GaussianDreamer (self-reported)", "45.7"), ("AnchorDS (IP-Adapter) + Filter", "32.8")]:
+        line = next(ln for ln in text.splitlines() if label in ln and "published" in ln)
+        assert value in line
+    assert re.search(r"SDS \(DreamFusion\) †.*20\.5", text) and "quality-only" in text
+
+    # our rows: means from the known inputs, with counts
+    sds_all = np.mean([_expected_avg(SDS[c]) for c in CATS])
+    ipa_all = np.mean([_expected_avg(IPA[c]) for c in CATS])
+    sds_line = next(ln for ln in text.splitlines() if ln.startswith("| **sds**") and "ours" in ln)
+    assert f"{sds_all:.1f} (n=6/6)" in sds_line
+    assert f"{_expected_avg(SDS['single']):.1f} (n=2/2)" in sds_line
+    assert f"{_expected_avg(SDS['multi']):.1f} (n=2/2)" in sds_line
+    # ablation: gain of the finetune row over SDS
+    abl = next(ln for ln in text.splitlines() if "**AnchorDS (IP-Adapter) + Finetune**" in ln)
+    assert f"{ipa_all:.1f} (n=6/6)" in abl and f"{ipa_all - sds_all:+.1f}" in abl
+    assert "not in this job" in text  # the ablation's anchords-ipa row has no run here
+
+    # the partial method: per-cell counts, no All (a category has no score at all)
+    cn_line = next(ln for ln in text.splitlines() if ln.startswith("| **anchords-cn-filter**") and "ours" in ln)
+    assert "— (n=0/2)" in cn_line  # single: failed + missing
+    assert f"{(45.0 + 75.0) / 2:.1f} (n=1/2)" in cn_line  # surr: one scored of two
+    # multi: quality over both scored runs, alignment over the one rating
+    multi_avg = (np.mean([35.0, 33.0]) + 50.0) / 2
+    assert f"{multi_avg:.1f} (n=1/2)" in cn_line
+    assert cn_line.split("|")[3].strip().startswith("—")  # All is not computed from a partial set
+    quality_lines = [ln for ln in text.split("### Quality")[1].split("###")[0].splitlines() if "anchords-cn-filter" in ln]
+    assert f"{np.mean([35.0, 33.0]):.1f} (n=2/2)" in quality_lines[0]
+
+    # CLIP table
+    clip_line = next(ln for ln in text.split("## CLIP")[1].splitlines() if ln.startswith("| **sds**"))
+    assert f"{np.mean([v[2] for c in CATS for v in SDS[c]]):.3f} (n=6/6)" in clip_line and "ViT-L-14/openai" in clip_line
+    assert "0.369" in text  # published human-study CLIP
+
+    # gaps: prominent partial note and every gap with its reason
+    assert "PARTIAL RESULTS" in text.split("## T3Bench")[0]
+    gaps = text.split("## Gaps")[1].split("## Published")[0]
+    assert "NonFiniteError: loss is NaN at step 7" in gaps
+    assert "no run directory" in gaps and "no metrics.json yet" in gaps
+    assert "no usable 1-5 rating" in gaps
+    assert "sds" not in {ln.split("|")[1].strip() for ln in gaps.splitlines() if ln.startswith("| ")}
+
+    # protocol note and pictures
+    assert "TINY MODELS" in text  # the quality stage says it used the tiny metric set
+    assert "We render the Gaussians directly" in text and "`THUDM/ImageReward@abc`" in text
+    assert "`scripted-judge`" in text
+    assert len(paths["grids"]) == 6
+    grid = Image.open(paths["grids"][0])
+    assert grid.width == 3 * 2 * (grid.height - 18)  # three methods, views 2:1 scaled to the panel height
+    assert paths["html"].read_text().count("<img") == 6
+    if paths["chart"] is not None:
+        assert Image.open(paths["chart"]).width > 100
+
+
+def test_complete_job_has_no_gaps(job):
+    results, specs = job
+    done = [s for s in specs if s.method == "sds"]
+    text = build_report("sds-only", done, results)["report"].read_text()
+    assert "PARTIAL" not in text
+    assert "None: every planned run is finished" in text
+
+
+def test_run_dirs_without_a_plan(job):
+    results, specs = job
+    dirs = sorted(p.parent for p in (results / "runs").glob("sds/*/*/status.json"))
+    df = pd.read_parquet(build_report("dirs", dirs, results)["scores"])
+    assert len(df) == 6 and set(df["status"]) == {"scored"}
+    assert sorted(df["prompt"]) == sorted(p for c in CATS for p in PROMPTS[c])
+
+
+def test_reference_files_have_sources():
+    refs = load_references()
+    assert {r["short"] for r in refs} >= {"anchords-table1", "anchords-ablation", "anchords-human-study",
+                                          "t3bench-leaderboard", "gaussiandreamer-self-reported"}
+    for ref in refs:
+        assert ref["source"] and ref["rows"]
+        for row in ref["rows"]:
+            if ref["table"] == "t3bench" and None not in (row.get(c) for c in CATS):
+                # All = mean of the three categories in every published row (to rounding)
+                assert abs(np.mean([row[c] for c in CATS]) - row["all"]) < 0.06, row
+
+
+def test_cli_unknown_job_is_a_user_error(tmp_path, capsys):
+    assert main(["--job", "no-such-job", "--results", str(tmp_path)]) == 2
+    assert "no job" in capsys.readouterr().err
