@@ -7,18 +7,27 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export PYTHONPATH := $(CURDIR)
 
-METHOD ?= sds
-MODELS ?= tiny
-PROMPTS ?= demo
-RESULTS ?= results
-SEEDS ?= 0
+# Variables of `make benchmark` / `make status` (empty = the job file's or the method's default);
+# `make demo` runs jobs/smoke.yaml, or one METHOD of it.
+METHOD ?=
+MODELS ?=
+PROMPTS ?=
+SEEDS ?=
+EXECUTOR ?=
+LIMIT ?=
 STEPS ?=
+JOB ?=
+RESULTS ?= results
 OUT ?= $(RESULTS)/demo
 
-.PHONY: help install demo test test-fast perf weights methods clean-demo
+.PHONY: help install demo benchmark status test test-fast perf weights methods clean-demo
 
 help:
 	@echo "make demo     run the demo job (sds on the embedded tiny models, CPU, one prompt per T3Bench category)"
+	@echo "make benchmark METHOD=anchords-ipa-finetune   one method over the 300 T3Bench prompts"
+	@echo "make benchmark JOB=jobs/paper-table1.yaml EXECUTOR=slurm   a job file (several methods)"
+	@echo "               variables: PROMPTS SEEDS=0,1,2 MODELS EXECUTOR=local|ray|slurm LIMIT STEPS RESULTS"
+	@echo "make status [JOB=paper-table1]   done / running / failed / pending per method and category"
 	@echo "make test     run the test suite on CPU"
 	@echo "make perf     speed benchmarks (writes results/perf/)"
 	@echo "make weights MODELS=sd15   fetch a real model set from the Hugging Face hub"
@@ -34,7 +43,19 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m harness demo --method $(METHOD) --models $(MODELS) --suite $(PROMPTS) --out $(OUT) $(if $(STEPS),--steps $(STEPS))
+	$(PY) -m harness demo --out $(OUT) $(if $(METHOD),--method $(METHOD)) $(if $(MODELS),--models $(MODELS)) \
+		$(if $(PROMPTS),--suite $(PROMPTS)) $(if $(STEPS),--steps $(STEPS))
+
+# Prompts and settings travel as single arguments to python (never through a shell of ours).
+benchmark: $(STAMP)
+	@test -n "$(JOB)$(METHOD)" || { echo "make benchmark: give METHOD=<method> or JOB=jobs/<file>.yaml" >&2; exit 2; }
+	$(PY) -m harness benchmark $(if $(JOB),--job '$(JOB)') $(if $(METHOD),--method '$(METHOD)') \
+		$(if $(PROMPTS),--prompts '$(PROMPTS)') $(if $(SEEDS),--seeds '$(SEEDS)') $(if $(MODELS),--models '$(MODELS)') \
+		$(if $(EXECUTOR),--executor '$(EXECUTOR)') $(if $(LIMIT),--limit '$(LIMIT)') $(if $(STEPS),--steps '$(STEPS)') \
+		--results '$(RESULTS)' $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run)
+
+status: $(STAMP)
+	$(PY) -m harness status $(if $(JOB),'$(JOB)') --results '$(RESULTS)'
 
 test: $(STAMP)
 	$(PY) -m pytest -q

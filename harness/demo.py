@@ -1,13 +1,18 @@
-"""`make demo`: one method over a small prompt suite on the embedded models, end to end on CPU."""
+"""`make demo` / `python -m harness demo`: the smoke job (jobs/smoke.yaml) on this machine.
+
+The smoke job runs methods on the embedded `tiny` models over the demo suite (one prompt per
+T3Bench category) through the same harness as a real benchmark: run store, locks, resume.
+Flags replace the smoke job's settings (one --method instead of its methods, and so on).
+"""
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
 from generators.errors import UserError
+
+SMOKE_JOB = Path(__file__).resolve().parents[1] / "jobs" / "smoke.yaml"
 
 DISCLAIMER = (
     "Note: the `tiny` model set is made of tiny RANDOM networks of the real architecture families. "
@@ -16,48 +21,36 @@ DISCLAIMER = (
 )
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness demo", description=__doc__)
-    p.add_argument("--method", default="sds")
-    p.add_argument("--models", default="tiny")
-    p.add_argument("--suite", default="demo", help="prompt suite name or .txt path (default: demo)")
-    p.add_argument("--out", type=Path, default=Path("results/demo"))
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+def main(args) -> int:
+    """`args`: the parsed `demo` subcommand (method, models, suite, out, steps, seed)."""
+    from harness.benchmark import Settings, benchmark
+    from harness.status import job_status
+    from harness.store import read_json
 
-    from generators.methods import resolve_run_config
-    from generators.train import run_generation
-    from harness.run_ids import run_id
-    from prompts import load_suite
+    settings = Settings(job=str(SMOKE_JOB), name="demo", prompts=args.suite, models=args.models,
+                        steps=args.steps, seeds=[args.seed] if args.seed is not None else None,
+                        results=args.out, executor="local")
+    if args.method:
+        from harness.jobs import load_job
 
-    try:
-        entries = load_suite(args.suite)
-        overrides = {"steps": args.steps} if args.steps else {}
-        configs = [resolve_run_config(args.method, prompt=e.prompt, seed=args.seed, models=args.models,
-                                      overrides=overrides) for e in entries]
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    print(f"demo: method {args.method}, model set {args.models}, {len(entries)} prompts, "
-          f"{configs[0].steps} steps each")
+        job = load_job(SMOKE_JOB)
+        # one method instead of the smoke job's: keep the job's settings, swap its methods
+        settings.job = None
+        settings.methods = [args.method]
+        settings.prompts = args.suite or job.prompts
+        settings.models = args.models or job.models
+        settings.overrides = dict(job.overrides)
+        settings.seeds = settings.seeds or job.seeds
     t0 = time.perf_counter()
-    rows = []
-    for entry, cfg in zip(entries, configs):
-        run_dir = args.out / args.method / entry.category / run_id(cfg)
-        status_path = run_dir / "status.json"
-        if status_path.is_file() and '"done"' in status_path.read_text():
-            print(f"  [{entry.category}] {entry.prompt!r}: already done -> {run_dir}")
-            rows.append((entry, run_dir, "done (cached)"))
-            continue
-        status = run_generation(cfg, run_dir)
-        rows.append((entry, run_dir, status["state"]))
-        print(f"  [{entry.category}] {entry.prompt!r}: {status['state']} in {status.get('wall_time_s', 0):.0f} s "
-              f"({status.get('seconds_per_step', float('nan')):.3f} s/step) -> {run_dir}")
+    job, specs, _ = benchmark(settings)
+    st = job_status(specs, args.out, job.executor.max_attempts)
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s. Outputs (gaussians.ply, views.png, "
           f"turntable.gif, train_log.parquet, config.yaml, status.json):")
-    for entry, run_dir, state in rows:
-        print(f"  {state:<14} {run_dir}")
-    if args.models == "tiny":
+    for spec in specs:
+        status = read_json(spec.run_dir(args.out) / "status.json") or {}
+        print(f"  {status.get('state', 'pending'):<8} {spec.run_dir(args.out)}")
+    if any(sp.models == "tiny" for sp in specs):
         print("\n" + DISCLAIMER)
-    return 0 if all(s.startswith("done") for _, _, s in rows) else 1
+    if not specs:
+        raise UserError("the demo planned no runs")
+    return 0 if st.complete else 1

@@ -1,0 +1,156 @@
+"""`python -m harness`: benchmark, status, demo.
+
+    python -m harness benchmark --method anchords-ipa-finetune              # over the 300 T3Bench prompts
+    python -m harness benchmark --job jobs/paper-table1.yaml --executor slurm
+    python -m harness benchmark --job jobs/smoke.yaml --dry-run             # the plan, nothing run
+    python -m harness status [JOB]                                          # done/running/failed/pending
+    python -m harness demo                                                  # the smoke job on CPU
+
+Errors a user can cause print one message and exit with code 2; a benchmark exits 0 when every
+run of its job is done, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from generators.errors import UserError
+
+REPO_JOBS = Path(__file__).resolve().parents[1] / "jobs"
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must look like 0,1,2 (got {text!r})") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("no seeds given")
+    return seeds
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("benchmark", help="run methods over a prompt suite (resumes; skips finished runs)")
+    b.add_argument("--job", help="a job file (jobs/*.yaml); the flags below override its settings")
+    b.add_argument("--method", dest="methods", action="append", default=[],
+                   help="a method (repeatable; comma-separated lists work too); with --job: only these groups")
+    b.add_argument("--name", help="job name (folder RESULTS/<name>/); default: the job file's name or the methods")
+    b.add_argument("--prompts", help="suite name (t3bench, t3bench-single, demo, ...) or a .txt file; default t3bench")
+    b.add_argument("--seeds", type=_seeds, help="comma-separated seeds, e.g. 0,1,2 (default 0)")
+    b.add_argument("--models", help="model set for every run (default: each method's own)")
+    b.add_argument("--executor", help="local | ray | slurm (default: the job file's, else local)")
+    b.add_argument("--limit", type=int, help="only the first N prompts of each category")
+    b.add_argument("--steps", type=int, help="override the optimisation steps of every run (a new run id)")
+    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field of every run, e.g. --set guidance.guidance_scale=50")
+    b.add_argument("--max-attempts", type=int, help="failures before a run is given up (default 3)")
+    b.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
+    b.add_argument("--force", action="store_true",
+                   help="re-run finished runs (the old directories are moved aside, never deleted)")
+    b.add_argument("--retry-failed", action="store_true", help="retry runs that reached max_attempts failures")
+    b.add_argument("--dry-run", action="store_true", help="print the plan and exit; nothing is run or written")
+    b.add_argument("--no-wait", action="store_true", help="slurm: submit and return (follow with `status`)")
+    b.add_argument("--workload", default=None, help=argparse.SUPPRESS)  # tests: module:function per run
+
+    s = sub.add_parser("status", help="done / running / failed / pending per run group and category")
+    s.add_argument("job", nargs="?", help="a job name (as run) or a job file; default: every job in RESULTS")
+    s.add_argument("--job", dest="job_opt", help=argparse.SUPPRESS)
+    s.add_argument("--results", type=Path, default=Path("results"))
+
+    d = sub.add_parser("demo", help="the smoke job (tiny models, demo prompts) on this machine")
+    d.add_argument("--method", default=None, help="one method instead of the smoke job's")
+    d.add_argument("--models", default=None, help="model set (default: the smoke job's, tiny)")
+    d.add_argument("--suite", default=None, help="prompt suite name or .txt path (default: demo)")
+    d.add_argument("--out", type=Path, default=Path("results/demo"), help="results folder (default results/demo)")
+    d.add_argument("--steps", type=int, default=None)
+    d.add_argument("--seed", type=int, default=None)
+    return p
+
+
+def cmd_benchmark(args) -> int:
+    from generators.config import ConfigError, parse_dotted
+    from harness.benchmark import Settings, benchmark
+    from harness.status import job_status, render_status
+    from harness.workloads import DEFAULT_WORKLOAD
+
+    try:
+        overrides = parse_dotted(args.overrides)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    methods = [m for item in args.methods for m in item.split(",") if m]
+    settings = Settings(job=args.job, methods=methods, name=args.name, prompts=args.prompts, seeds=args.seeds,
+                        models=args.models, executor=args.executor, limit=args.limit, steps=args.steps,
+                        max_attempts=args.max_attempts, overrides=overrides, results=args.results,
+                        force=args.force, retry_failed=args.retry_failed, dry_run=args.dry_run,
+                        wait=not args.no_wait, workload=args.workload or DEFAULT_WORKLOAD)
+    job, specs, outcomes = benchmark(settings)
+    if args.dry_run:
+        return 0
+    print(f"outcomes: {dict(sorted(outcomes.items())) or 'nothing to run'}")
+    if not settings.wait:
+        return 0
+    st = job_status(specs, args.results, job.executor.max_attempts)
+    render_status(st, f"{job.name} ({args.results})")
+    return 0 if st.complete else 1
+
+
+def _status_targets(args) -> list[tuple[str, dict, list]]:
+    """[(title, job dict, specs)] for the job named, the job file given, or every job in RESULTS."""
+    from harness.benchmark import JOB_FILE, PLAN_FILE, load_plan
+    from harness.jobs import job_to_dict, load_job
+    from harness.plan import plan_job
+
+    target = args.job or args.job_opt
+    results: Path = args.results
+    if target is None:
+        dirs = sorted(p.parent for p in results.glob(f"*/{PLAN_FILE}") if (p.parent / JOB_FILE).is_file())
+        if not dirs:
+            raise UserError(f"no jobs in {results} yet (run `python -m harness benchmark` first)")
+        return [(d.name, *load_plan(d)) for d in dirs]
+    path = Path(target)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        job = load_job(path)
+        return [(job.name, job_to_dict(job), plan_job(job))]
+    if (results / target / PLAN_FILE).is_file():
+        return [(target, *load_plan(results / target))]
+    if (REPO_JOBS / f"{target}.yaml").is_file():
+        job = load_job(REPO_JOBS / f"{target}.yaml")
+        return [(job.name, job_to_dict(job), plan_job(job))]
+    raise UserError(f"no job {target!r}: not a job file, not a job in {results}, not jobs/{target}.yaml")
+
+
+def cmd_status(args) -> int:
+    from harness.status import job_status, render_status
+
+    t0 = time.perf_counter()
+    for title, job, specs in _status_targets(args):
+        st = job_status(specs, args.results, job.get("executor", {}).get("max_attempts", 3))
+        render_status(st, f"{title} ({args.results})")
+    print(f"({time.perf_counter() - t0:.2f} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "benchmark":
+            return cmd_benchmark(args)
+        if args.command == "status":
+            return cmd_status(args)
+        from harness.demo import main as demo
+
+        return demo(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:  # `... | head`: the reader left; nothing to report
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume (finished runs are kept)", file=sys.stderr)
+        return 130

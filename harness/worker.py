@@ -1,0 +1,105 @@
+"""Run one RunSpec safely, wherever an executor put it: lock, skip, resume, record, retry.
+
+    outcome = execute_run(spec, options)
+
+Outcomes: "done" (ran to the end now), "cached" (was already done), "locked" (another worker
+holds it), "failed" (max_attempts failures, the last reason in attempts.json), "stopped" (the
+workload stopped early and can resume). Exceptions of the workload are caught, recorded and
+retried; KeyboardInterrupt and SystemExit (a kill, a SLURM preemption) propagate and leave the
+run resumable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import Timeout
+
+from generators.io import atomic_write_json
+from harness.plan import RunSpec
+from harness.store import (
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    SPEC_FILE,
+    Attempts,
+    done_before,
+    format_traceback,
+    is_done,
+    move_aside,
+    run_lock,
+)
+from harness.workloads import DEFAULT_WORKLOAD, load_workload
+
+CACHED, LOCKED, STOPPED = "cached", "locked", "stopped"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker treats a run: the same for every run of one invocation (picklable)."""
+
+    results: str
+    max_attempts: int = 3
+    workload: str = DEFAULT_WORKLOAD
+    executor: str = "local"
+    # --force: redo runs finished before this time (a run redone by a concurrent forced worker
+    # after it is kept); None: never redo a done run
+    force_before: float | None = None
+    retry_failed: bool = False  # forget the failures of runs that reached max_attempts
+    show_progress: bool = False
+
+
+def execute_run(spec: RunSpec, opts: WorkerOptions) -> str:
+    run_dir = spec.run_dir(opts.results)
+    if opts.force_before is None and is_done(run_dir):
+        return CACHED  # the common case on a re-run: no lock file touched
+    lock = run_lock(run_dir)
+    try:
+        lock.acquire()
+    except Timeout:
+        return LOCKED
+    try:
+        return _execute_locked(spec, run_dir, opts)
+    finally:
+        lock.release()
+
+
+def _execute_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
+    # re-check under the lock: another worker may have finished it since
+    if is_done(run_dir):
+        if opts.force_before is None or not done_before(run_dir, opts.force_before):
+            return CACHED
+        move_aside(run_dir)
+    attempts = Attempts.read(run_dir)
+    if attempts.failures >= opts.max_attempts:
+        if opts.force_before is not None:
+            move_aside(run_dir)
+            attempts = Attempts()
+        elif opts.retry_failed:
+            attempts.failures = 0
+        else:
+            return FAILED
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / SPEC_FILE, spec.to_dict())
+    workload = load_workload(opts.workload)
+    while attempts.failures < opts.max_attempts:
+        attempts.start(run_dir, opts.executor)
+        try:
+            status = workload(spec, run_dir, show_progress=opts.show_progress)
+        except Exception as e:  # recorded and retried; the next run goes on regardless
+            attempts.finish(run_dir, FAILED, f"{type(e).__name__}: {e}", format_traceback(e))
+            continue
+        except BaseException as e:  # Ctrl-C, a SLURM preemption's exit: resumable, not a failure
+            attempts.finish(run_dir, INTERRUPTED, f"{type(e).__name__}: {e}")
+            raise
+        state = (status or {}).get("state")
+        if state == DONE:
+            attempts.finish(run_dir, DONE)
+            return DONE
+        if state == STOPPED:
+            attempts.finish(run_dir, STOPPED)
+            return STOPPED
+        attempts.finish(run_dir, FAILED, (status or {}).get("reason") or f"the run ended in state {state!r}")
+    return FAILED
+
