@@ -48,14 +48,21 @@ def controlnet_parameters(controlnet: nn.Module, layer: str) -> dict[str, nn.Par
 
 
 class AdapterFinetune:
-    """Owns the trainable adapter parameters and their optimiser."""
+    """Owns the trainable adapter parameters and their optimiser.
+
+    The optimiser always works on fp32 master copies (the released code trains these matrices in
+    fp32): with an fp16 UNet on CUDA, Adam with eps 1e-15 on fp16 weights would be meaningless.
+    The master values are copied into the network's own parameters after every step.
+    """
 
     def __init__(self, params: dict[str, nn.Parameter], cfg: FinetuneConfig):
         self.cfg = cfg
         self.params = params
         for p in params.values():
             p.requires_grad_(True)
-        self.optimizer = torch.optim.Adam(list(params.values()), lr=cfg.lr, eps=cfg.adam_eps)
+        self.masters = {k: p if p.dtype == torch.float32 else p.detach().float().requires_grad_(True)
+                        for k, p in params.items()}
+        self.optimizer = torch.optim.Adam(list(self.masters.values()), lr=cfg.lr, eps=cfg.adam_eps)
 
     @classmethod
     def for_source(cls, models, source_kind: str, cfg: FinetuneConfig) -> "AdapterFinetune":
@@ -72,15 +79,24 @@ class AdapterFinetune:
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
 
+    @torch.no_grad()
     def step(self) -> None:
+        for k, p in self.params.items():
+            master = self.masters[k]
+            if master is not p:
+                master.grad = None if p.grad is None else p.grad.float()
         self.optimizer.step()
+        for k, p in self.params.items():
+            if self.masters[k] is not p:
+                p.copy_(self.masters[k])
 
     def state_dict(self) -> dict:
-        return {"params": {k: v.detach().cpu().clone() for k, v in self.params.items()},
+        return {"params": {k: v.detach().cpu().clone() for k, v in self.masters.items()},
                 "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
             for k, v in state["params"].items():
+                self.masters[k].copy_(v)
                 self.params[k].copy_(v)
         self.optimizer.load_state_dict(state["optimizer"])
