@@ -12,6 +12,8 @@ Loading is strict: an unknown key, a wrong type or a value outside a `Literal` r
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -428,3 +430,18 @@ def config_to_dict(cfg: Any) -> dict:
         return v
 
     return plain(cfg)
+
+
+# settings that do not change a run's result: excluded from its hash, so changing the checkpoint
+# cadence (or the step budget, which the harness's run id adds back) resumes the same run
+UNHASHED_FIELDS = ("steps", "checkpoint_every", "log_every", "device")
+
+
+def config_hash_of_dict(d: dict) -> str:
+    """16 hex of the sha256 of the result-changing settings of `config_to_dict(cfg)`."""
+    hashed = {k: v for k, v in d.items() if k not in UNHASHED_FIELDS}
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_hash(cfg: RunConfig) -> str:
+    return config_hash_of_dict(config_to_dict(cfg))

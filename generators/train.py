@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from generators.cameras import sample_training_cameras
-from generators.config import RunConfig, config_to_dict
+from generators.config import RunConfig, config_hash, config_to_dict
 from generators.errors import UserError
 from generators.gaussians import Gaussians
 from generators.guidance import Guidance, source_components
@@ -37,6 +37,7 @@ from generators.schedules import schedule_value
 STATUS_DONE = "done"
 STATUS_FAILED = "failed"
 STATUS_RUNNING = "running"
+STATUS_STOPPED = "stopped"  # ended early on request or interrupted; resumable
 
 
 class NonFiniteError(RuntimeError):
@@ -52,14 +53,6 @@ class RunState:
     optimizer: torch.optim.Optimizer
     densify: object
     log: list[dict] = field(default_factory=list)
-
-
-def config_hash(cfg: RunConfig) -> str:
-    """Hash of the settings that change the result (not the step budget or checkpoint cadence)."""
-    d = config_to_dict(cfg)
-    for k in ("steps", "checkpoint_every", "log_every", "device"):
-        d.pop(k, None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
@@ -285,6 +278,12 @@ def run_generation(cfg: RunConfig, run_dir: str | Path, *, show_progress: bool =
         status.update(state=STATUS_FAILED, reason=str(e), wall_time_s=time.perf_counter() - t0)
         atomic_write_json(run_dir / RUN_FILES["status"], status)
         return status
+    except (KeyboardInterrupt, SystemExit) as e:
+        # preemption (SLURM/submitit exit), Ctrl-C: not a failure, the run resumes from its checkpoint
+        status.update(state=STATUS_STOPPED, reason=f"interrupted ({type(e).__name__})",
+                      wall_time_s=time.perf_counter() - t0)
+        atomic_write_json(run_dir / RUN_FILES["status"], status)
+        raise
     except BaseException as e:
         status.update(state=STATUS_FAILED, reason=f"{type(e).__name__}: {e}", wall_time_s=time.perf_counter() - t0)
         atomic_write_json(run_dir / RUN_FILES["status"], status)
@@ -304,7 +303,7 @@ def run_generation(cfg: RunConfig, run_dir: str | Path, *, show_progress: bool =
     )
     write_log(run_dir / RUN_FILES["log"], state.log)
     if state.step < cfg.steps:  # stopped early on request: resumable, not done
-        status.update(state="stopped", wall_time_s=time.perf_counter() - t0)
+        status.update(state=STATUS_STOPPED, wall_time_s=time.perf_counter() - t0)
         atomic_write_json(run_dir / RUN_FILES["status"], status)
         return status
     save_ply(state.gaussians, run_dir / RUN_FILES["ply"])

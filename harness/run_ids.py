@@ -2,14 +2,10 @@
 
     <prompt slug>-<12 hex of the config hash>     e.g. a-red-apple-3f9c2a1b7d0e
 
-The hash covers every setting that changes the result (generators.train.config_hash: method
+The hash covers every setting that changes the result (generators.config.config_hash: method
 config, prompt, seed, model set; not the checkpoint cadence) plus the step budget, so a changed
 setting makes a new run. The slug is lowercase ASCII letters, digits and dashes only: a prompt can
 never make a path leave the results folder.
-
-Planning thousands of runs must not import torch (generators.train does), so the hash is computed
-here from the config dict with the same recipe; `tests/test_harness_plan.py` checks that it
-equals `generators.train.config_hash` on real configs.
 """
 
 from __future__ import annotations
@@ -19,23 +15,15 @@ import json
 import re
 import unicodedata
 
-from generators.config import RunConfig, config_to_dict
+from generators.config import UNHASHED_FIELDS, RunConfig, config_hash_of_dict, config_to_dict
 
 SLUG_MAX = 48
-# fields that do not change the result (mirrors generators.train.config_hash)
-UNHASHED_FIELDS = ("steps", "checkpoint_every", "log_every", "device")
 
 
 def slugify(text: str, max_len: int = SLUG_MAX) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     return (slug[:max_len].rstrip("-")) or "prompt"
-
-
-def config_hash_of_dict(d: dict) -> str:
-    """generators.train.config_hash, computed from `config_to_dict(cfg)` without importing torch."""
-    hashed = {k: v for k, v in d.items() if k not in UNHASHED_FIELDS}
-    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run_id_of_dict(d: dict) -> str:

@@ -13,7 +13,7 @@ from generators.methods import method_names, resolve_run_config
 from harness.benchmark import Settings, build_job
 from harness.jobs import load_job, parse_job
 from harness.plan import plan_job
-from harness.run_ids import config_hash_of_dict, run_id
+from harness.run_ids import run_id
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,15 +22,16 @@ def _job(**kw):
     return parse_job({"name": "t", **kw}, "test")
 
 
-def test_fast_hash_matches_the_generators_config_hash():
-    # the planner hashes without torch; it must agree with generators.train.config_hash exactly
+def test_fast_run_id_template_matches_run_id():
+    # the planner assembles the hashed JSON from pre-serialised parts; it must agree with run_id
     from generators.config import config_to_dict
-    from generators.train import config_hash
+    from harness.run_ids import RunIdTemplate
 
     for method in ("sds", "anchords-ipa-finetune", "anchords-cn-filter"):
-        cfg = resolve_run_config(method, prompt="a red apple", seed=3, models="tiny",
-                                 overrides={"guidance": {"guidance_scale": 7.5}})
-        assert config_hash_of_dict(config_to_dict(cfg)) == config_hash(cfg)
+        for prompt, seed in (("a red apple", 3), ("An explorer’s \"hat\"", 0)):
+            cfg = resolve_run_config(method, prompt=prompt, seed=seed, models="tiny",
+                                     overrides={"guidance": {"guidance_scale": 7.5}})
+            assert RunIdTemplate(config_to_dict(cfg)).run_id(prompt, seed) == run_id(cfg)
 
 
 def test_planned_run_ids_equal_ids_of_fully_resolved_configs():
