@@ -20,7 +20,9 @@ JOB ?=
 RESULTS ?= results
 OUT ?= $(RESULTS)/demo
 
-.PHONY: help install demo benchmark status test test-fast perf weights methods clean-demo
+EVAL_MODELS ?= t3bench
+
+.PHONY: help install demo benchmark status eval report test test-fast perf weights weights-eval methods clean-demo
 
 help:
 	@echo "make demo     run the demo job (sds on the embedded tiny models, CPU, one prompt per T3Bench category)"
@@ -28,9 +30,12 @@ help:
 	@echo "make benchmark JOB=jobs/paper-table1.yaml EXECUTOR=slurm   a job file (several methods)"
 	@echo "               variables: PROMPTS SEEDS=0,1,2 MODELS EXECUTOR=local|ray|slurm LIMIT STEPS RESULTS"
 	@echo "make status [JOB=paper-table1]   done / running / failed / pending per method and category"
+	@echo "make eval JOB=paper-table1 [EVAL_MODELS=t3bench]   score the job's finished runs (resumable)"
+	@echo "make report JOB=paper-table1   scores.parquet, report.md/.html, figures (no GPU needed)"
 	@echo "make test     run the test suite on CPU"
 	@echo "make perf     speed benchmarks (writes results/perf/)"
 	@echo "make weights MODELS=sd15   fetch a real model set from the Hugging Face hub"
+	@echo "make weights-eval          fetch the evaluation models (ImageReward, BLIP-2, CLIP, judge)"
 	@echo "make methods  list the methods"
 
 # The virtual environment. torch/torchvision are pinned by constraints.txt: other pairs break
@@ -57,6 +62,14 @@ benchmark: $(STAMP)
 status: $(STAMP)
 	$(PY) -m harness status $(if $(JOB),'$(JOB)') --results '$(RESULTS)'
 
+eval: $(STAMP)
+	@test -n "$(JOB)" || { echo "make eval: give JOB=<job name or file>" >&2; exit 2; }
+	$(PY) -m harness eval '$(JOB)' --models '$(EVAL_MODELS)' --results '$(RESULTS)'
+
+report: $(STAMP)
+	@test -n "$(JOB)" || { echo "make report: give JOB=<job name or file>" >&2; exit 2; }
+	$(PY) -m harness report '$(JOB)' --results '$(RESULTS)'
+
 test: $(STAMP)
 	$(PY) -m pytest -q
 
@@ -67,7 +80,11 @@ perf: $(STAMP)
 	$(PY) tests/perf/run_all.py
 
 weights: $(STAMP)
+	@test -n "$(MODELS)" || { echo "make weights: give MODELS=sd15 or MODELS=sd21" >&2; exit 2; }
 	HF_HUB_OFFLINE=0 $(PY) -m generators.models.weights $(MODELS)
+
+weights-eval: $(STAMP)
+	HF_HUB_OFFLINE=0 $(PY) -m metrics weights $(EVAL_MODELS)
 
 methods: $(STAMP)
 	$(PY) -m generators methods

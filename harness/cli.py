@@ -4,6 +4,8 @@
     python -m harness benchmark --job jobs/paper-table1.yaml --executor slurm
     python -m harness benchmark --job jobs/smoke.yaml --dry-run             # the plan, nothing run
     python -m harness status [JOB]                                          # done/running/failed/pending
+    python -m harness eval JOB [--models t3bench]                           # score the job's finished runs
+    python -m harness report JOB                                            # tables, figures, gaps
     python -m harness demo                                                  # the smoke job on CPU
 
 Errors a user can cause print one message and exit with code 2; a benchmark exits 0 when every
@@ -62,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("job", nargs="?", help="a job name (as run) or a job file; default: every job in RESULTS")
     s.add_argument("--job", dest="job_opt", help=argparse.SUPPRESS)
     s.add_argument("--results", type=Path, default=Path("results"))
+
+    e = sub.add_parser("eval", help="score the finished runs of a job (resumable: scored stages are kept)")
+    e.add_argument("job", help="job name (saved plan in RESULTS/<job>/, or jobs/<job>.yaml) or a job file")
+    e.add_argument("--models", default="t3bench", help="metric model set (default t3bench; tiny for CPU tests)")
+    e.add_argument("--stages", default=None, help="comma-separated subset of quality,alignment,clip (default all)")
+    e.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="evaluation config override, e.g. quality.width=256 (repeatable)")
+    e.add_argument("--force", action="store_true", help="recompute the requested stages even if scored")
+    e.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
+
+    r = sub.add_parser("report", help="scores.parquet, report.md/.html, figures and grids of a job")
+    r.add_argument("job", help="job name or job file")
+    r.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
 
     d = sub.add_parser("demo", help="the smoke job (tiny models, demo prompts) on this machine")
     d.add_argument("--method", default=None, help="one method instead of the smoke job's")
@@ -143,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_benchmark(args)
         if args.command == "status":
             return cmd_status(args)
+        if args.command == "eval":
+            from harness.evaluate import evaluate_job
+
+            return evaluate_job(args.job, args.results, models=args.models, stages=args.stages,
+                                device=args.device, overrides=args.overrides, force=args.force)
+        if args.command == "report":
+            from harness.report import main as report
+
+            return report(["--job", args.job, "--results", str(args.results)])
         from harness.demo import main as demo
 
         return demo(args)

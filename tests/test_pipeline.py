@@ -1,0 +1,32 @@
+"""The whole chain on the tiny models: benchmark -> eval -> report, through the harness CLI."""
+
+import pandas as pd
+import pytest
+
+from harness.cli import main as harness
+
+
+@pytest.mark.slow
+def test_benchmark_eval_report_on_the_tiny_set(tmp_path):
+    prompts = tmp_path / "fruit.txt"
+    prompts.write_text("a red apple\n", encoding="utf-8")
+    results = tmp_path / "results"
+    common = ["--results", str(results)]
+    assert harness(["benchmark", "--job", "jobs/smoke.yaml", "--method", "sds", "--prompts", str(prompts),
+                    "--steps", "3", "--name", "pipe", *common]) == 0
+    assert harness(["eval", "pipe", "--models", "tiny", *common]) in (0, 1)  # tiny judge ratings may be missing
+    assert harness(["report", "pipe", *common]) == 0
+
+    scores = pd.read_parquet(results / "pipe" / "scores.parquet")
+    assert len(scores) == 1 and scores.loc[0, "method"] == "sds" and scores.loc[0, "category"] == "fruit"
+    assert scores.loc[0, "status"] != "missing"
+    assert pd.notna(scores.loc[0, "quality"]) and pd.notna(scores.loc[0, "clip"])
+
+    report = (results / "pipe" / "report.md").read_text()
+    assert "published: anchords-table1" in report and "published: t3bench-leaderboard" in report
+    assert "**sds**" in report and "(n=1/1)" in report  # our row, with its count
+    assert "TINY MODELS" in report
+    # a second eval recomputes nothing
+    before = (next((results / "runs").rglob("metrics.json"))).stat().st_mtime_ns
+    harness(["eval", "pipe", "--models", "tiny", *common])
+    assert (next((results / "runs").rglob("metrics.json"))).stat().st_mtime_ns == before
