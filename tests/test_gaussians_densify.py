@@ -11,8 +11,8 @@ from torch import nn
 
 from generators.config import DensifyConfig, OptimConfig
 from generators.gaussians.densify import (DensifyState, accumulate_stats, densify_and_prune,
-                                          quat_to_rotmat, should_collect_stats, should_densify)
-from generators.gaussians.model import Gaussians
+                                          should_collect_stats, should_densify)
+from generators.gaussians.model import Gaussians, quat_to_rotmat
 from generators.gaussians.optimizer import build_optimizer, means_lr, update_learning_rates
 
 # ----------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from generators.config import DensifyConfig
-from generators.gaussians.model import Gaussians
+from generators.gaussians.model import Gaussians, quat_to_rotmat
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,16 +135,6 @@ def accumulate_stats(state: DensifyState, gaussians: Gaussians, means2d_grad: Te
 
 # ----------------------------------------------------------------------------------------------
 # Densify and prune
-
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """[N, 4] wxyz (any norm) -> [N, 3, 3] rotation matrices."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1).reshape(-1, 3, 3)
 
 
 def _cap_growth(clone: Tensor, split: Tensor, grads: Tensor, n: int,

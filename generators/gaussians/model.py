@@ -17,6 +17,17 @@ def inverse_sigmoid(x: Tensor) -> Tensor:
     return torch.log(x / (1.0 - x))
 
 
+def quat_to_rotmat(quats: Tensor) -> Tensor:
+    """[..., 4] wxyz (normalised here, any norm accepted) -> [..., 3, 3] rotation matrices."""
+    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
+    rows = (
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    )
+    return torch.stack(rows, dim=-1).reshape(quats.shape[:-1] + (3, 3))
+
+
 class Gaussians(nn.Module):
     """N anisotropic 3D Gaussians.
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from generators.gaussians.model import quat_to_rotmat
+
 # Alpha below which gsplat skips a Gaussian at a pixel (ALPHA_THRESHOLD in gsplat's Common.h).
 ALPHA_THRESHOLD = 1.0 / 255.0
 # gsplat's largest box half-width in standard deviations: exp(-3.33^2 / 2) ~= 1/255.
@@ -53,17 +55,6 @@ class Projected:
     opacities: Tensor  # [C, N] opacity used for alpha (times the compensation in antialiased mode)
     radii: Tensor  # [C, N, 2] int32 box half-widths in pixels (x, y); 0 = culled
     cov2d: Tensor  # [C, N, 2, 2] dilated 2D covariance (cov2d + eps2d I)
-
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """[..., 4] wxyz (normalised here) -> [..., 3, 3] rotation matrices."""
-    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    rows = (
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    )
-    return torch.stack(rows, dim=-1).reshape(quats.shape[:-1] + (3, 3))
 
 
 def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
