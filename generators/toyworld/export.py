@@ -1,0 +1,109 @@
+"""Export a prior training run as the `toy` model set, in the Hugging Face layout.
+
+    python -m generators.toyworld.export --run .cache/toyworld/prior_run [--out generators/models/toy/weights]
+
+Writes (EMA weights by default):
+    unet/  text_encoder/  tokenizer/  scheduler/  image_encoder/  image_processor/
+    ip_adapter/ip-adapter-plus_toy.safetensors     flat "image_proj.*" / "ip_adapter.*" keys (h94 layout)
+    training/train_log.csv  training/run.json  training/export.json
+
+The folder is built beside the target and swapped in, so readers never see half an export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from generators.errors import UserError
+from generators.io import atomic_write_json
+from generators.toyworld.config import PriorNetConfig
+from generators.toyworld.prior import (ToyPrior, build_image_processor, build_scheduler, build_tokenizer, build_unet,
+                                       flatten_ip_state, ip_adapter_state_dict, unet_base_state_dict)
+from generators.toyworld.train_prior import CHECKPOINT, LOG
+
+IP_WEIGHT_NAME = "ip-adapter-plus_toy.safetensors"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "models" / "toy" / "weights"
+
+
+def load_run(run: Path, ema: bool = True) -> tuple[ToyPrior, dict]:
+    """The trained composite of a run (EMA weights unless ema=False) and its checkpoint."""
+    path = Path(run) / CHECKPOINT
+    if not path.exists():
+        raise UserError(f"{run} has no {CHECKPOINT}: train first (python -m generators.toyworld.train_prior)")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = PriorNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["net"].items()})
+    model = ToyPrior(cfg, seed=0)
+    model.load_state_dict(ck["model"])
+    if ema:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(ck["ema"][n])
+    return model.eval(), ck
+
+
+def write_model_set(model: ToyPrior, out: Path) -> None:
+    """Save every component of `model` under `out` (which must not exist yet)."""
+    cfg = model.cfg
+    unet = build_unet(cfg)
+    unet.load_state_dict(unet_base_state_dict(model.unet))
+    unet.save_pretrained(out / "unet")
+    model.text_encoder.save_pretrained(out / "text_encoder")
+    build_tokenizer(cfg.max_length).save_pretrained(out / "tokenizer")
+    build_scheduler(cfg).save_pretrained(out / "scheduler")
+    model.image_encoder.save_pretrained(out / "image_encoder")
+    build_image_processor().save_pretrained(out / "image_processor")
+    (out / "ip_adapter").mkdir(parents=True)
+    save_file(flatten_ip_state(ip_adapter_state_dict(model.unet)), str(out / "ip_adapter" / IP_WEIGHT_NAME),
+              metadata={"format": "pt"})
+
+
+def export(run: Path, out: Path = DEFAULT_OUT, ema: bool = True) -> Path:
+    model, ck = load_run(run, ema)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write_model_set(model, tmp / "set")
+        training = tmp / "set" / "training"
+        training.mkdir()
+        for name in (LOG, "run.json"):
+            if (Path(run) / name).exists():
+                shutil.copy2(Path(run) / name, training / name)
+        atomic_write_json(training / "export.json", {"step": ck["step"], "ema": ema, "train_elapsed_s": ck["elapsed_s"],
+                                                     "pool_key": ck.get("pool_key", ""),
+                                                     "command": "python -m generators.toyworld.export " + " ".join(sys.argv[1:])})
+        old = None
+        if out.exists():
+            old = tmp / "old"
+            os.replace(out, old)
+        os.replace(tmp / "set", out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA")
+    args = ap.parse_args(argv)
+    try:
+        path = export(args.run, args.out, ema=not args.no_ema)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(f"exported {args.run} -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""The ToyWorld judge: an independent CNN that says which objects an image shows.
+
+Heads (all from one shared trunk of 6 conv layers):
+  objects [16]  multi-label: each (shape, colour) present     (ObjectSpec.index order)
+  colours [4]   multi-label: each colour present
+  shapes  [4]   multi-label: each shape present
+  count   [K]   1..K objects
+
+The predicted object set is the `count` highest object logits, so "exact set" accuracy asks for
+the right number of objects with the right shape and colour each.
+
+Saved as `judge.safetensors` + `judge.json` (architecture and label order) in one folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from generators.io import atomic_write, atomic_write_json
+from generators.toyworld.config import COLOURS, SHAPES, JudgeConfig
+
+N_OBJECTS = len(SHAPES) * len(COLOURS)
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # input normalisation, fixed with the architecture
+
+
+class JudgeNet(nn.Module):
+    def __init__(self, channels: tuple[int, ...], max_objects: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for i, c in enumerate(channels):
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            if i in (1, 3):  # 32 -> 16 -> 8
+                layers.append(nn.MaxPool2d(2))
+            c_in = c
+        self.trunk = nn.Sequential(*layers)
+        feat = 2 * c_in  # average and max pooled
+        self.objects = nn.Linear(feat, N_OBJECTS)
+        self.colours = nn.Linear(feat, len(COLOURS))
+        self.shapes = nn.Linear(feat, len(SHAPES))
+        self.count = nn.Linear(feat, max_objects)
+        self.max_objects = max_objects
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """images [B, 3, H, W] in [0, 1] -> logits per head."""
+        x = self.trunk((images - PIXEL_MEAN) / PIXEL_STD)
+        f = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
+        return {"objects": self.objects(f), "colours": self.colours(f), "shapes": self.shapes(f),
+                "count": self.count(f)}
+
+
+def predict_sets(logits: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Logits -> predictions: count [B] (1-based), objects/colours/shapes multi-hot [B, *]."""
+    count = logits["count"].argmax(dim=1) + 1
+    order = logits["objects"].argsort(dim=1, descending=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order))
+    objects = (rank < count[:, None]).float()
+    return {"count": count, "objects": objects, "colours": (logits["colours"] > 0).float(),
+            "shapes": (logits["shapes"] > 0).float()}
+
+
+def labels_from_objects(objects: Tensor) -> dict[str, Tensor]:
+    """objects [B, 3] class ids (-1 = none) -> multi-hot targets of every head and the count."""
+    b = objects.shape[0]
+    multi = torch.zeros(b, N_OBJECTS)
+    present = objects >= 0
+    rows = torch.arange(b)[:, None].expand_as(objects)
+    multi[rows[present], objects[present]] = 1.0
+    per = multi.view(b, len(SHAPES), len(COLOURS))
+    return {"objects": multi, "shapes": (per.sum(2) > 0).float(), "colours": (per.sum(1) > 0).float(),
+            "count": present.sum(1)}
+
+
+class Judge:
+    """A trained judge, ready to score images."""
+
+    def __init__(self, net: JudgeNet, config: dict):
+        self.net = net.eval()
+        self.config = config
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, batch_size: int = 512) -> dict[str, Tensor]:
+        """images [B, H, W, 3] in [0, 1] -> predictions (see `predict_sets`)."""
+        outs = []
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start:start + batch_size].permute(0, 3, 1, 2).float()
+            outs.append(predict_sets(self.net(x)))
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+
+def build_judge(cfg: JudgeConfig) -> JudgeNet:
+    return JudgeNet(tuple(cfg.channels), cfg.max_objects)
+
+
+def save_judge(folder: str | Path, net: JudgeNet, cfg: JudgeConfig) -> None:
+    folder = Path(folder)
+    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    atomic_write(folder / "judge.safetensors", lambda p: save_file(state, str(p)))
+    atomic_write_json(folder / "judge.json", {
+        "architecture": "toyworld-judge-v1", "channels": list(cfg.channels), "max_objects": cfg.max_objects,
+        "shapes": list(SHAPES), "colours": list(COLOURS), "pixel_mean": PIXEL_MEAN, "pixel_std": PIXEL_STD,
+        "input": "[B, 3, 32, 32] RGB in [0, 1]", "recipe": asdict(cfg),
+    })
+
+
+def load_judge(folder: str | Path) -> Judge:
+    folder = Path(folder)
+    meta = json.loads((folder / "judge.json").read_text())
+    if meta["shapes"] != list(SHAPES) or meta["colours"] != list(COLOURS):
+        raise ValueError(f"{folder}: judge label order differs from this code's ToyWorld")
+    net = JudgeNet(tuple(meta["channels"]), meta["max_objects"])
+    net.load_state_dict(load_file(str(folder / "judge.safetensors")))
+    return Judge(net, meta)
+
+
+def augment(images: Tensor, cfg: JudgeConfig, generator: torch.Generator) -> Tensor:
+    """Judge training augmentation on [B, 3, H, W]: flip, shift, blur, brightness, pixel noise."""
+    b = images.shape[0]
+    flip = torch.rand(b, generator=generator) < 0.5
+    images = torch.where(flip[:, None, None, None], images.flip(3), images)
+    images = random_shift(images, cfg.aug_shift_px, generator)
+    blur = torch.rand(b, generator=generator) < cfg.aug_blur_prob
+    sigma = 0.3 + (cfg.aug_blur_sigma_max - 0.3) * torch.rand(b, generator=generator)
+    images = torch.where(blur[:, None, None, None], gaussian_blur(images, sigma), images)
+    bright = 1.0 + 0.1 * (2.0 * torch.rand(b, 1, 1, 1, generator=generator) - 1.0)
+    std = cfg.aug_noise_max * torch.rand(b, 1, 1, 1, generator=generator)
+    noise = torch.randn(images.shape, generator=generator) * std
+    return (images * bright + noise).clamp(0.0, 1.0)
+
+
+def random_shift(images: Tensor, max_px: int, generator: torch.Generator) -> Tensor:
+    """Shift each image [B, C, H, W] by up to max_px in x and y, edges replicated."""
+    if max_px <= 0:
+        return images
+    b, _, h, w = images.shape
+    padded = F.pad(images, (max_px,) * 4, mode="replicate")
+    dx = torch.randint(0, 2 * max_px + 1, (b,), generator=generator)
+    dy = torch.randint(0, 2 * max_px + 1, (b,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None])  # [B, H]
+    cols = (dx[:, None] + torch.arange(w)[None])  # [B, W]
+    idx_b = torch.arange(b)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx_b, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def gaussian_blur(images: Tensor, sigma: Tensor, radius: int = 2) -> Tensor:
+    """Separable Gaussian blur with a per-image sigma [B] (px) on [B, C, H, W]."""
+    b, c, h, w = images.shape
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    k = torch.exp(-0.5 * (x[None] / sigma[:, None].clamp_min(1e-3)) ** 2)
+    k = k / k.sum(dim=1, keepdim=True)  # [B, 2r+1]
+    kernel = k.repeat_interleave(c, dim=0)  # [B*C, 2r+1]
+    flat = F.pad(images.reshape(1, b * c, h, w), (radius,) * 4, mode="replicate")
+    flat = F.conv2d(flat, kernel[:, None, None, :], groups=b * c)
+    flat = F.conv2d(flat, kernel[:, None, :, None], groups=b * c)
+    return flat.reshape(b, c, h, w)
