@@ -22,7 +22,7 @@ OUT ?= $(RESULTS)/demo
 
 EVAL_MODELS ?= t3bench
 
-.PHONY: help install demo benchmark status eval report test test-fast perf weights weights-eval methods clean-demo
+.PHONY: help install demo benchmark status eval report test test-fast perf weights weights-eval methods toyworld-train clean-demo
 
 help:
 	@echo "make demo     run the demo job (sds on the embedded tiny models, CPU, one prompt per T3Bench category)"
@@ -37,6 +37,7 @@ help:
 	@echo "make weights MODELS=sd15   fetch a real model set from the Hugging Face hub"
 	@echo "make weights-eval          fetch the evaluation models (ImageReward, BLIP-2, CLIP, judge)"
 	@echo "make methods  list the methods"
+	@echo "make toyworld-train   retrain every ToyWorld network from scratch (hours on CPU; resumes)"
 
 # The virtual environment. torch/torchvision are pinned by constraints.txt: other pairs break
 # torchvision here, and open_clip would otherwise pull a newer torch.
@@ -88,6 +89,9 @@ weights-eval: $(STAMP)
 
 methods: $(STAMP)
 	$(PY) -m generators methods
+
+toyworld-train: $(STAMP)
+	$(PY) -m generators.toyworld.train_all --threads 1
 
 clean-demo:
 	rm -rf $(RESULTS)/demo

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from generators.toyworld.config import PriorNetConfig, PriorTrainConfig, SceneSampling, WorldConfig
 from generators.toyworld.data import render_chunk
 from generators.toyworld.export import IP_WEIGHT_NAME, export, load_run
-from generators.toyworld.prior import build_scheduler, normalise_for_clip, to_latents
+from generators.toyworld.prior import build_image_processor, build_scheduler, normalise_for_clip, to_latents
 from generators.toyworld.train_prior import PriorTrainer
 
 
@@ -58,18 +58,11 @@ def test_loader_and_diffusers_ip_loading_reproduce_the_trained_prior(exported):
 
     root, out = exported
     model, _ = load_run(root / "run")  # EMA weights, as exported
-    models = load_models(root / "toy_test.yaml", {"base"}, "cpu")
-    assert isinstance(models.codec, PixelUnshuffleCodec)
+    models = load_models(root / "toy_test.yaml", {"base", "ip_adapter"}, "cpu")  # the project's one loader
+    assert isinstance(models.codec, PixelUnshuffleCodec) and models.ip_adapter_loaded
     assert torch.allclose(models.scheduler.alphas_cumprod, build_scheduler(model.cfg).alphas_cumprod)
-    unet = models.unet
-    sd = load_file(str(out / "ip_adapter" / IP_WEIGHT_NAME))
-    state = {part: {k[len(part) + 1:]: v for k, v in sd.items() if k.startswith(part + ".")}
-             for part in ("image_proj", "ip_adapter")}
-    unet._load_ip_adapter_weights([state], low_cpu_mem_usage=False)
-
-    from transformers import CLIPVisionModelWithProjection
-
-    encoder = CLIPVisionModelWithProjection.from_pretrained(out / "image_encoder").eval()
+    unet, encoder = models.unet, models.image_encoder
+    assert list(models.image_processor.image_mean) == list(build_image_processor().image_mean)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 32, 32, generator=g)
     z = models.codec.encode(x)

@@ -221,22 +221,22 @@ def load_models(
         vae=vae,
         spec=spec,
     )
-    if vae is not None:
-        from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
 
-        # a pipeline view over the same modules: sampling for debugging, IP-Adapter loading
-        out.pipeline = StableDiffusionPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            image_encoder=None,
-            requires_safety_checker=False,
-        )
-        out.pipeline.set_progress_bar_config(disable=True)
+    # a pipeline view over the same modules: IP-Adapter loading and scale, sampling for debugging
+    # (vae=None for pixel-space sets such as `toy`: the IP-Adapter loading needs only the UNet)
+    out.pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+    out.pipeline.set_progress_bar_config(disable=True)
 
     if "ip_adapter" in wanted:
         _load_ip_adapter(out, spec, root, dtype)
@@ -270,8 +270,6 @@ def _load_ip_adapter(out: Models, spec: ModelSetSpec, root: Path, dtype: torch.d
     from transformers import CLIPVisionModelWithProjection
 
     comp = spec.ip_adapter
-    if out.pipeline is None:
-        raise UserError(f"model set {spec.name}: the IP-Adapter needs a VAE-based base model (codec kind vae)")
     repo, out.resolved["ip_adapter"] = resolve_component(spec, "ip_adapter", comp, root)
     out.resolved["ip_adapter"]["weight_name"] = comp.weight_name
     encoder_dir = repo / (comp.image_encoder or Path(comp.subfolder, "image_encoder"))
