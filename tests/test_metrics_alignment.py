@@ -35,18 +35,7 @@ def test_category_alignment_mean_and_count():
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    # the tiny models are too small for threads to help; on a loaded 2-core box they hurt a lot
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_captioner_dir(tmp_path_factory, one_thread):
+def tiny_captioner_dir(tmp_path_factory):
     from metrics.captioner import build_tiny_captioner
 
     return build_tiny_captioner(tmp_path_factory.mktemp("blip2") / "tiny", seed=0)

@@ -264,19 +264,12 @@ def test_openai_compatible_judge_client_error_is_not_retried():
 
 
 def test_tiny_local_judge_junk_replies_are_recorded_missing(tmp_path):
-    import torch
-
     from metrics.judges import LocalJudge, build_tiny_judge
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        folder = build_tiny_judge(tmp_path / "judge", seed=0)
-        judge = LocalJudge.from_folder(folder)
-        out = judge_alignment(judge, "a red apple", ["an apple"] * 12, max_retries=1)
-        again = LocalJudge.from_folder(folder).complete([{"role": "user", "content": "hi"}], 8)
-    finally:
-        torch.set_num_threads(threads)
+    folder = build_tiny_judge(tmp_path / "judge", seed=0)
+    judge = LocalJudge.from_folder(folder)
+    out = judge_alignment(judge, "a red apple", ["an apple"] * 12, max_retries=1)
+    again = LocalJudge.from_folder(folder).complete([{"role": "user", "content": "hi"}], 8)
     assert out["attempts"]["merge"] >= 1
     replies = out["replies"]["merge"] + out["replies"]["rating"]
     assert all(isinstance(r, str) for r in replies)

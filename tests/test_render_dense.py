@@ -44,15 +44,6 @@ def focal(size: int, fov_deg: float) -> float:
     return 0.5 * size / math.tan(math.radians(fov_deg) / 2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These scenes are tiny: one intra-op thread avoids thread-pool overhead on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 CFG = RenderConfig()
 BG = torch.tensor([0.1, 0.2, 0.3])
 

@@ -15,14 +15,6 @@ from generators.toyworld.prior import build_image_processor, build_scheduler, no
 from generators.toyworld.train_prior import PriorTrainer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy_export")

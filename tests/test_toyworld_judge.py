@@ -17,15 +17,6 @@ from generators.toyworld.world import ObjectSpec
 COMMITTED = Path(__file__).resolve().parents[1] / "generators" / "models" / "toy" / "judge"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is as fast and does not thrash a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_labels_and_predicted_sets():
     red_cube, blue_sphere = ObjectSpec("cube", "red").index, ObjectSpec("sphere", "blue").index
     lab = labels_from_objects(torch.tensor([[red_cube, -1, -1], [red_cube, blue_sphere, -1]]))

@@ -19,15 +19,6 @@ from generators.toyworld.train_prior import CHECKPOINT, PriorTrainer, lr_factor,
 NET = PriorNetConfig()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is as fast and does not thrash a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model():
     return ToyPrior(NET, seed=0).eval()

@@ -15,14 +15,6 @@ from generators.toyworld.sample import judge_samples, sample
 COMMITTED_JUDGE = Path(__file__).resolve().parents[1] / "generators" / "models" / "toy" / "judge"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model():
     return ToyPrior(PriorNetConfig(), seed=1).eval()

@@ -18,15 +18,6 @@ from generators.toyworld.world import (CaptionError, ObjectSpec, SceneSpec, all_
 WORLD = WorldConfig()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is as fast and does not thrash a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def front_cameras(n: int, azimuth: float = 0.0, elevation: float = 0.0, size: int = 32):
     full = lambda v: torch.full((n,), float(v))  # noqa: E731
     return make_cameras(full(elevation), full(azimuth), full(WORLD.views.distance), full(WORLD.views.fov_y_deg), size, size)

@@ -1,0 +1,21 @@
+"""Test-wide settings.
+
+The tests run tiny networks and small renders, where torch's intra-op threads cost more than they
+give (and thrash a shared 2-core machine): one thread for the whole session, unless
+ANCHORDS_TEST_THREADS says otherwise. Nothing here touches the hub: HF_HUB_OFFLINE=1.
+"""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("ANCHORDS_TEST_THREADS", "1")))
+    yield
+    torch.set_num_threads(before)
