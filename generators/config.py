@@ -204,16 +204,56 @@ class BridgeConfig:
 
 
 @dataclass
+class VSDConfig:
+    """VSD (ProlificDreamer) as threestudio implements it (anchords-method.md section 10; threestudio
+    `stable-diffusion-vsd-guidance` and configs/prolificdreamer.yaml).
+
+        grad = w(t) (eps_u + s (eps_c - eps_u) - eps_lora(z_t; y, c2w))
+
+    The frozen CFG part is the shared core's: s = guidance.guidance_scale in guidance.cfg_convention
+    (the vsd preset sets 7.5, diffusers convention); it is not repeated here. eps_lora is the SAME
+    base UNet with peft LoRA adapters (threestudio @28d9d80 used SD 2.1 768-v for the LoRA model;
+    its later config uses the base model for both, its "single model" path, which is what we do),
+    conditioned on the camera through a TimestepEmbedding(16 -> time_embed_dim) used as the UNet's
+    class embedding. The LoRA and that embedding train one step per iteration on the renders.
+    """
+
+    lora_rank: int = 4  # diffusers LoRAAttnProcessor's default rank
+    lora_alpha: float = 4.0  # peft scales by alpha / rank: 1, as LoRAAttnProcessor (which had no alpha)
+    # every attention projection (LoRAAttnProcessor replaced every attention processor)
+    lora_target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    lora_scale: float = 1.0  # cross_attention_kwargs scale whenever the LoRA runs (training and guidance)
+    # CFG of the LoRA branch over its camera condition: eps(c2w = 0) + s (eps(c2w) - eps(c2w = 0));
+    # 1.0 = the camera-conditioned prediction alone (threestudio's value)
+    guidance_scale_lora: float = 1.0
+    camera_condition: Literal["extrinsics"] = "extrinsics"  # the flattened 4x4 camera-to-world matrix
+    # lora_cfg_training: the probability that a LoRA training step zeroes the camera condition of
+    # the whole batch (threestudio draws once per step, `random.random() < 0.1`)
+    camera_condition_dropout: float = 0.1
+    # LoRA training timesteps t ~ U{floor(lo T) .. floor(hi T) - 1} (threestudio: randint(0, 1000))
+    lora_t_range: tuple[float, float] = (0.0, 1.0)
+    lora_timestep_samples: int = 1  # lora_n_timestamp_samples: noised copies of each render per step
+    # optimizer.params.guidance of prolificdreamer.yaml: AdamW(betas (0.9, 0.99), eps 1e-15), lr 1e-4,
+    # torch's default AdamW weight decay 0.01
+    lr: float = 1e-4
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    adam_eps: float = 1e-15
+    weight_decay: float = 0.01
+
+
+@dataclass
 class SourceConfig:
     """Which noise prediction plays the source branch of CFG."""
 
-    kind: Literal["negative-text", "text-modifier", "ip-adapter", "controlnet"] = "negative-text"
+    # "lora": VSD, the frozen model's CFG against a LoRA model of the renders (see VSDConfig)
+    kind: Literal["negative-text", "text-modifier", "ip-adapter", "controlnet", "lora"] = "negative-text"
     # source text for negative-text / ip-adapter / controlnet: "negative" = guidance.negative_prompt,
     # "empty" = ""
     text: Literal["negative", "empty"] = "negative"
     ip_adapter: IPAdapterSourceConfig = field(default_factory=IPAdapterSourceConfig)
     controlnet: ControlNetSourceConfig = field(default_factory=ControlNetSourceConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    vsd: VSDConfig = field(default_factory=VSDConfig)
 
 
 @dataclass
@@ -272,6 +312,8 @@ class LossConfig:
     # mean(sqrt(o^2 + 0.01)) with o = depth / max depth of the batch (GaussianDreamer's
     # "sparsity" loss is really a depth regulariser)
     lambda_sparsity: Any = 1.0
+    # weight of the trainable guidance part's loss: AnchorDS's finetune L_rec, or VSD's LoRA
+    # denoising loss (threestudio lambda_lora 1); both are logged as loss_finetune
     lambda_finetune: Any = 1.0
 
 

@@ -134,7 +134,7 @@ def save_checkpoint(path: Path, cfg: RunConfig, state: RunState, guidance: Guida
         "gaussians": state.gaussians.state(),
         "optimizer": state.optimizer.state_dict(),
         "densify": state.densify.state_dict(),
-        "finetune": guidance.finetune.state_dict() if guidance.finetune is not None else None,
+        "trainer": guidance.trainer.state_dict() if guidance.trainer is not None else None,
         "log": state.log,
     })
 
@@ -153,9 +153,18 @@ def load_checkpoint(path: Path, cfg: RunConfig, guidance: Guidance, device: torc
     optimizer.load_state_dict(ckpt["optimizer"])
     densify = DensifyState.zeros(len(gaussians), device)
     densify.load_state_dict(ckpt["densify"])
-    if guidance.finetune is not None and ckpt["finetune"] is not None:
-        guidance.finetune.load_state_dict(ckpt["finetune"])
+    if guidance.trainer is not None and ckpt.get("trainer") is not None:
+        guidance.trainer.load_state_dict(ckpt["trainer"])
     return RunState(ckpt["step"], gaussians, optimizer, densify, ckpt["log"])
+
+
+def build_guidance(cfg: RunConfig, models) -> Guidance:
+    """The run's guidance. Parts of it that start from random weights (VSD's LoRA and camera
+    embedding) draw them from torch's global generator: seed it from the run seed, inside a fork,
+    so two runs of one config start alike and the caller's random state is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(step_generator(cfg.seed, -1, stream=1).initial_seed())
+        return Guidance(models, cfg.guidance, cfg.camera, cfg.prompt)
 
 
 def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
@@ -171,7 +180,7 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
     )
     from generators.gaussians.optimizer import build_optimizer, update_learning_rates
 
-    guidance = Guidance(models, cfg.guidance, cfg.camera, cfg.prompt)
+    guidance = build_guidance(cfg, models)
     ckpt_path = run_dir / RUN_FILES["checkpoint"]
     state = load_checkpoint(ckpt_path, cfg, guidance, device)
     if state is None:
@@ -199,8 +208,8 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
         _check_finite("loss", loss.detach(), step)
 
         state.optimizer.zero_grad(set_to_none=True)
-        if guidance.finetune is not None:
-            guidance.finetune.zero_grad()
+        if guidance.trainer is not None:
+            guidance.trainer.zero_grad()
         loss.backward()
         with torch.no_grad():
             if cfg.densify.enabled and should_collect_stats(step, cfg.densify) and out.means2d.grad is not None:
@@ -209,8 +218,8 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
             if cfg.densify.enabled and should_densify(step, cfg.densify):
                 densified = densify_and_prune(g, state.optimizer, state.densify, step, cfg.densify, generator=gen)
             state.optimizer.step()
-            if guidance.finetune is not None:
-                guidance.finetune.step()
+            if guidance.trainer is not None:
+                guidance.trainer.step()
             for name, p in g.params.items():
                 _check_finite(f"Gaussian {name}", p, step)
 

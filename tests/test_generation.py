@@ -70,15 +70,19 @@ def test_sds_run_writes_every_output(tmp_path, models_for):
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "done"
 
 
-def test_resume_is_bit_identical_to_a_straight_run(tmp_path, models_for):
-    cfg = small_config("anchords-ipa-finetune")  # Gaussians, Adam, densify state and adapter all resume
+@pytest.mark.parametrize("method", ["anchords-ipa-finetune", "vsd"])
+def test_resume_is_bit_identical_to_a_straight_run(tmp_path, models_for, method):
+    # Gaussians, Adam, densify state and the trainable guidance part (the finetuned adapter; VSD's
+    # LoRA, camera embedding and their AdamW state) all resume
+    cfg = small_config(method)
+    comps = required_components(cfg)
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    run_generation(cfg, straight, show_progress=False, models=load_models("tiny", {"base", "ip_adapter"}, "cpu"))
-    stopped = run_generation(cfg, resumed, show_progress=False, models=load_models("tiny", {"base", "ip_adapter"}, "cpu"),
+    run_generation(cfg, straight, show_progress=False, models=load_models("tiny", comps, "cpu"))
+    stopped = run_generation(cfg, resumed, show_progress=False, models=load_models("tiny", comps, "cpu"),
                              stop_after=3)
     assert stopped["state"] == "stopped" and not (resumed / "gaussians.ply").exists()
-    # a fresh process would reload the models: so do we (the finetuned adapter must come from the checkpoint)
-    run_generation(cfg, resumed, show_progress=False, models=load_models("tiny", {"base", "ip_adapter"}, "cpu"))
+    # a fresh process would reload the models: so do we (the trained part must come from the checkpoint)
+    run_generation(cfg, resumed, show_progress=False, models=load_models("tiny", comps, "cpu"))
     a, b = load_ply(straight / "gaussians.ply"), load_ply(resumed / "gaussians.ply")
     for name in a.param_names:
         assert torch.equal(a.params[name], b.params[name]), name

@@ -6,6 +6,8 @@ target and source branches into a batch of 2B, runs the ControlNet on the source
 residuals are zero for the target half), and returns (eps_target, eps_source).
 
 Anything with the same `predict` signature can stand in for the UNet, e.g. an oracle in tests.
+A `BaselineDenoiser` also predicts a third, *baseline* branch with other weights (VSD's LoRA model,
+generators/guidance/vsd.py); the core's "vsd" mode subtracts it where SDS subtracts the noise.
 """
 
 from __future__ import annotations
@@ -28,11 +30,20 @@ class BranchInputs:
     image_on: Tensor | None = None
     control_image: Tensor | None = None  # [B, 3, H, W] in [0, 1]
     control_scale: float = 0.0
+    # [B, 16] flattened 4x4 camera-to-world matrices: the class condition of a camera-conditioned
+    # UNet (VSD's LoRA model); None = no camera condition
+    camera: Tensor | None = None
 
 
 class Denoiser(Protocol):
     def predict(self, z_t: Tensor, t: Tensor, target: BranchInputs, source: BranchInputs) -> tuple[Tensor, Tensor]:
         """z_t [B, c, h, w] noisy latents, t [B] timesteps -> (eps_target, eps_source), each [B, c, h, w]."""
+        ...
+
+
+class BaselineDenoiser(Denoiser, Protocol):
+    def predict_baseline(self, z_t: Tensor, t: Tensor, baseline: BranchInputs) -> Tensor:
+        """z_t [B, c, h, w], t [B] -> eps_baseline [B, c, h, w] (what replaces the noise in "vsd" mode)."""
         ...
 
 

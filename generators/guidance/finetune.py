@@ -5,14 +5,35 @@ block (released: `up_blocks.3`, 6 matrices, 1,474,560 parameters on SD 1.5).
 ControlNet: the parameters of one ControlNet module (released: `controlnet_down_blocks.11`; a
 negative index such as `controlnet_down_blocks.-1` counts from the end).
 Everything else stays frozen.
+
+`AdapterFinetune` is also what trains VSD's LoRA (generators/guidance/vsd.py): any part of the
+guidance that trains during a run is a `TrainablePart`, and the run loop treats them all alike.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from generators.config import FinetuneConfig
+
+
+class TrainablePart(Protocol):
+    """A part of the guidance that trains inside the run loop (AnchorDS's adapter layer, VSD's LoRA).
+
+    The loop adds its loss (`GuidanceStep.loss_finetune`) to the Gaussians' loss, backpropagates once,
+    then calls `step`; checkpoints hold `state_dict()` so a resumed run continues bit-identically.
+    """
+
+    def zero_grad(self) -> None: ...
+
+    def step(self) -> None: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 def _resolve_module(root: nn.Module, name: str) -> nn.Module:
@@ -48,28 +69,30 @@ def controlnet_parameters(controlnet: nn.Module, layer: str) -> dict[str, nn.Par
 
 
 class AdapterFinetune:
-    """Owns the trainable adapter parameters and their optimiser.
+    """Owns trainable adapter parameters and their optimiser (a `TrainablePart`).
 
     The optimiser always works on fp32 master copies (the released code trains these matrices in
     fp32): with an fp16 UNet on CUDA, Adam with eps 1e-15 on fp16 weights would be meaningless.
     The master values are copied into the network's own parameters after every step.
+    Adam with decoupled weight decay (= AdamW; with weight_decay 0 exactly Adam).
     """
 
-    def __init__(self, params: dict[str, nn.Parameter], cfg: FinetuneConfig):
-        self.cfg = cfg
+    def __init__(self, params: dict[str, nn.Parameter], lr: float, adam_eps: float,
+                 betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.0):
         self.params = params
         for p in params.values():
             p.requires_grad_(True)
         self.masters = {k: p if p.dtype == torch.float32 else p.detach().float().requires_grad_(True)
                         for k, p in params.items()}
-        self.optimizer = torch.optim.Adam(list(self.masters.values()), lr=cfg.lr, eps=cfg.adam_eps)
+        self.optimizer = torch.optim.Adam(list(self.masters.values()), lr=lr, eps=adam_eps, betas=tuple(betas),
+                                          weight_decay=weight_decay, decoupled_weight_decay=True)
 
     @classmethod
     def for_source(cls, models, source_kind: str, cfg: FinetuneConfig) -> "AdapterFinetune":
         if source_kind == "ip-adapter":
-            return cls(ip_adapter_parameters(models.unet, cfg.layer), cfg)
+            return cls(ip_adapter_parameters(models.unet, cfg.layer), cfg.lr, cfg.adam_eps)
         if source_kind == "controlnet":
-            return cls(controlnet_parameters(models.controlnet, cfg.layer), cfg)
+            return cls(controlnet_parameters(models.controlnet, cfg.layer), cfg.lr, cfg.adam_eps)
         raise ValueError(f"finetune needs an ip-adapter or controlnet source, not {source_kind!r}")
 
     @property

@@ -4,8 +4,10 @@ This is where a method's pieces meet; every method goes through the same code:
   1. the renders are resized to the VAE input size and encoded (with grad) to latents
   2. the source provider builds the target and source branches
   3. `score_distillation` runs both branches in one UNet call and forms the latent gradient
+     (VSD: minus the baseline branch, the LoRA model, in place of the noise)
   4. x0_hat of the source branch is computed once (exact alpha_bar of the sampled t) and gives
      L_rec for the logs, the filter's per-view mask and the finetune loss
+  5. the trainable part, if any (`trainer`: the finetuned adapter or VSD's LoRA), gets its loss
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from torch import Tensor
 
 from generators.cameras import Cameras
 from generators.config import CameraConfig, GuidanceConfig
-from generators.guidance.denoiser import UNetDenoiser
-from generators.guidance.finetune import AdapterFinetune
+from generators.guidance.finetune import AdapterFinetune, TrainablePart
 from generators.guidance.pseudo_source import (
     filter_mask,
     predict_x0,
@@ -34,7 +35,9 @@ from generators.render.types import RenderOutput
 @dataclass
 class GuidanceStep:
     loss_sds: Tensor  # scalar, graph to the renders
-    loss_finetune: Tensor | None  # scalar, graph to the finetuned adapter (None without finetune)
+    # scalar, graph to the trainable part (AnchorDS finetune: L_rec; VSD: the LoRA denoising loss);
+    # None when nothing trains
+    loss_finetune: Tensor | None
     keep: Tensor  # [B] 1 = the view contributed, 0 = filtered out
     l_rec: Tensor | None = None  # [B] the pseudo-source error the filter used (or latent L_rec), detached
     logs: dict = field(default_factory=dict)
@@ -55,7 +58,7 @@ class Guidance:
         self.models = models
         self.cfg = guidance
         self.source = make_source(models, guidance, camera, prompt)
-        self.denoiser = UNetDenoiser(models.unet, getattr(models, "controlnet", None))
+        self.denoiser = self.source.make_denoiser()
         if guidance.source.kind == "ip-adapter":
             models.set_ip_adapter_scale(guidance.source.ip_adapter.scale)
         self.alphas_cumprod = models.scheduler.alphas_cumprod.float()
@@ -63,6 +66,9 @@ class Guidance:
             AdapterFinetune.for_source(models, guidance.source.kind, guidance.finetune)
             if guidance.finetune.enabled else None
         )
+        # the one part that trains during the run, whichever it is: the loop zeroes, steps and
+        # checkpoints it
+        self.trainer: TrainablePart | None = self.finetune if self.finetune is not None else self.source.trainer
         self.anchored = guidance.source.kind in ("ip-adapter", "controlnet")
 
     def __call__(self, render: RenderOutput, cameras: Cameras, step: int, generator: torch.Generator) -> GuidanceStep:
@@ -75,6 +81,7 @@ class Guidance:
         out = score_distillation(
             self.denoiser, self.alphas_cumprod, latents, target, source, cfg, step, generator,
             mode=mode, difference_weight=weight, source_requires_grad=self.finetune is not None,
+            baseline=self.source.baseline(ctx),
         )
         logs = dict(out.logs)
         keep = torch.ones(latents.shape[0], device=latents.device)
@@ -100,6 +107,8 @@ class Guidance:
             if self.finetune is not None:
                 l_ft = l_rec_pixel if cfg.finetune.space == "pixel" else l_rec_latent
                 loss_finetune = l_ft.mean()
+        if self.finetune is None and self.trainer is not None:
+            loss_finetune = self.source.trainer_loss(latents, ctx, generator)
         logs["keep_rate"] = keep.mean().item()
         grad = out.grad * keep.view(-1, 1, 1, 1)
         loss_sds = distillation_loss(latents, grad)

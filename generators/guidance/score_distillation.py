@@ -11,6 +11,13 @@
 Methods differ only in what plays eps_src (see `sources.py`). The decomposition logged per step:
 target term = eps_tgt - eps (pulls toward p(z | y)); variance term = eps_tgt - eps_src (pushes away
 from the source). SDS-Bridge's second stage uses the plain difference (`mode="difference"`).
+
+VSD (`mode="vsd"`) is the same computation with a learned baseline in place of the noise:
+
+    grad    = w(t) (eps_hat - eps_baseline)    eps_baseline = the denoiser's `predict_baseline`
+                                               (VSD: the LoRA model of the renders, generators/guidance/vsd.py)
+
+so CFG, weighting, nan_to_num and clamp stay here, once, for every method.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class DistillationOutput:
     eps_src: Tensor  # [B, c, h, w] (carries a graph when the source needs one, e.g. for finetuning)
     alpha_bar: Tensor  # [B] alpha_bar of each sampled t
     logs: dict = field(default_factory=dict)
+    eps_baseline: Tensor | None = None  # [B, c, h, w] (detached) in "vsd" mode, else None
 
 
 def sample_timesteps(cfg: GuidanceConfig, step: int, batch: int, num_train_timesteps: int,
@@ -73,12 +81,15 @@ def score_distillation(
     mode: str = "cfg",
     difference_weight: float = 1.0,
     source_requires_grad: bool = False,
+    baseline: BranchInputs | None = None,
 ) -> DistillationOutput:
     """One score-distillation evaluation on `latents` [B, c, h, w] (which carry the graph to 3D).
 
     `source_requires_grad`: run the UNet with autograd on so eps_src keeps a graph to whatever
     trainable weights it depends on (the finetuned adapter layer); the SDS gradient itself is
     always computed from detached predictions.
+    `baseline`: the inputs of the baseline branch ("vsd" mode only; `denoiser` must then be a
+    `BaselineDenoiser`).
     """
     b = latents.shape[0]
     device = latents.device
@@ -92,13 +103,19 @@ def score_distillation(
         eps_tgt, eps_src = denoiser.predict(z_t, t, target, source)
     eps_tgt = eps_tgt.detach()
     eps_src_d = eps_src.detach()
+    eps_base = None
+    if mode == "vsd":
+        if baseline is None or not hasattr(denoiser, "predict_baseline"):
+            raise ValueError('mode "vsd" needs baseline inputs and a denoiser with predict_baseline')
+        with torch.no_grad():
+            eps_base = denoiser.predict_baseline(z_t, t, baseline).detach()
 
     target_term = eps_tgt - noise
     variance_term = eps_tgt - eps_src_d
-    if mode == "cfg":
+    if mode in ("cfg", "vsd"):
         eps_hat = combine_cfg(eps_tgt, eps_src_d, cfg.guidance_scale, cfg.cfg_convention)
         w = (1 - a4) if cfg.weighting == "sds" else torch.ones_like(a4)
-        grad = w * (eps_hat - noise)
+        grad = w * (eps_hat - (noise if eps_base is None else eps_base))
         grad = torch.nan_to_num(grad)
         if cfg.grad_clip is not None:
             clip = schedule_value(cfg.grad_clip, step)
@@ -114,9 +131,12 @@ def score_distillation(
         "norm_variance_term": variance_term.flatten(1).norm(dim=1).mean().item(),
         "norm_grad": grad.flatten(1).norm(dim=1).mean().item(),
         "cfg_scale_diffusers": effective_diffusers_scale(cfg.guidance_scale, cfg.cfg_convention)
-        if mode == "cfg" else 0.0,
+        if mode in ("cfg", "vsd") else 0.0,
     }
-    return DistillationOutput(grad, t, noise, z_t, eps_tgt, eps_src, a, logs)
+    if eps_base is not None:
+        # how well the baseline (VSD's LoRA) denoises the current renders: falls as it learns them
+        logs["norm_baseline_error"] = (eps_base - noise).flatten(1).norm(dim=1).mean().item()
+    return DistillationOutput(grad, t, noise, z_t, eps_tgt, eps_src, a, logs, eps_base)
 
 
 def distillation_loss(latents: Tensor, grad: Tensor) -> Tensor:

@@ -6,9 +6,11 @@
 | text-modifier   | eps(z_t; y + tgt modifier)    | stage 1: eps(z_t; ""); stage 2: eps(z_t; y + src modifier)  (SDS-Bridge) |
 | ip-adapter      | eps(z_t; y_view)              | eps(z_t; neg text, image = this view's render)  (AnchorDS) |
 | controlnet      | eps(z_t; y_view)              | eps(z_t; neg text, control = map of this view's render)    |
+| lora            | eps(z_t; y_view)              | eps(z_t; neg or empty text); baseline: LoRA model (VSD)    |
 
 Every provider returns `BranchInputs` for both branches; the score-distillation core, the filter
-and the finetune are shared (generators/guidance/guide.py).
+and the finetune are shared (generators/guidance/guide.py). A provider may add a baseline branch
+with its own denoiser (VSD's LoRA model) and a part that trains during the run (`trainer`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from torch import Tensor
 from generators.cameras import Cameras, view_dependent_prompts
 from generators.config import CameraConfig, GuidanceConfig
 from generators.guidance.control_maps import depth_map, normal_map_from_depth
-from generators.guidance.denoiser import BranchInputs
+from generators.guidance.denoiser import BranchInputs, UNetDenoiser
+from generators.guidance.finetune import TrainablePart
+from generators.guidance.vsd import LoRAModel, VSDDenoiser, camera_condition
 from generators.render.types import RenderOutput
 
 
@@ -40,6 +44,7 @@ class SourceProvider:
     """Base: text-only target with view-dependent prompts; subclasses define the source branch."""
 
     components: frozenset[str] = frozenset({"base"})  # model-set components this source needs
+    trainer: TrainablePart | None = None  # a part of this source that trains during the run
 
     def __init__(self, models, guidance: GuidanceConfig, camera: CameraConfig, prompt: str):
         self.models = models
@@ -63,8 +68,21 @@ class SourceProvider:
         raise NotImplementedError
 
     def mode(self, step: int) -> tuple[str, float]:
-        """("cfg", _) for CFG-style distillation, ("difference", weight) for a plain difference."""
+        """("cfg", _) for CFG-style distillation, ("difference", weight) for a plain difference,
+        ("vsd", _) for CFG against a baseline branch."""
         return "cfg", 1.0
+
+    def baseline(self, ctx: StepContext) -> BranchInputs | None:
+        """Inputs of the baseline branch ("vsd" mode only)."""
+        return None
+
+    def make_denoiser(self):
+        """The noise predictor for this source's branches (one batched UNet call by default)."""
+        return UNetDenoiser(self.models.unet, getattr(self.models, "controlnet", None))
+
+    def trainer_loss(self, latents: Tensor, ctx: StepContext, generator: torch.Generator) -> Tensor | None:
+        """The loss of `trainer` on this step's latents [B, c, h, w] (None without a trainer)."""
+        return None
 
 
 class NegativeTextSource(SourceProvider):
@@ -183,11 +201,40 @@ class ControlNetSource(SourceProvider):
         return target, source
 
 
+class VSDSource(NegativeTextSource):
+    """VSD (ProlificDreamer): the frozen model's CFG of the view-dependent prompt against the
+    negative (or empty) text, minus a LoRA model of the renders (view-independent prompt, camera
+    c2w) that trains one step per iteration (generators/guidance/vsd.py)."""
+
+    def __init__(self, models, guidance, camera, prompt):
+        super().__init__(models, guidance, camera, prompt)
+        prediction = models.scheduler.config.prediction_type
+        if prediction != "epsilon":
+            raise ValueError(f"the lora (VSD) source supports epsilon-prediction models only, not {prediction!r}")
+        self.lora = LoRAModel(models.unet, models.scheduler.alphas_cumprod.float(), guidance.source.vsd)
+        self.trainer = self.lora.trainer
+
+    def mode(self, step: int) -> tuple[str, float]:
+        return "vsd", 1.0
+
+    def baseline(self, ctx: StepContext) -> BranchInputs:
+        n = len(ctx.cameras)
+        return BranchInputs(self.text([self.prompt] * n), camera=camera_condition(ctx.cameras))
+
+    def make_denoiser(self):
+        return VSDDenoiser(super().make_denoiser(), self.lora)
+
+    def trainer_loss(self, latents: Tensor, ctx: StepContext, generator: torch.Generator) -> Tensor:
+        base = self.baseline(ctx)
+        return self.lora.loss(latents, base.text_embeds, base.camera, generator)
+
+
 SOURCES: dict[str, type[SourceProvider]] = {
     "negative-text": NegativeTextSource,
     "text-modifier": TextModifierSource,
     "ip-adapter": IPAdapterSource,
     "controlnet": ControlNetSource,
+    "lora": VSDSource,
 }
 
 
