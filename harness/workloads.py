@@ -36,6 +36,26 @@ def load_workload(name: str) -> Workload:
     return fn
 
 
+# Sources whose networks a run only reads: their loaded models can serve the next run of the same
+# worker process. A finetune (or any trainable source) changes weights, so it always loads afresh.
+_READ_ONLY_SOURCES = ("negative-text", "text-modifier", "ip-adapter", "controlnet")
+_models_cache: dict = {}
+
+
+def _models_for(cfg):
+    from generators.models.loader import load_models
+    from generators.train import required_components, resolve_device
+
+    device = resolve_device(cfg.device)
+    key = (cfg.models, frozenset(required_components(cfg)), str(device))
+    if cfg.guidance.finetune.enabled or cfg.guidance.source.kind not in _READ_ONLY_SOURCES:
+        return load_models(cfg.models, key[1], device)
+    if key not in _models_cache:
+        _models_cache.clear()  # one set at a time: a worker rarely alternates, memory matters more
+        _models_cache[key] = load_models(cfg.models, key[1], device)
+    return _models_cache[key]
+
+
 def generate(spec, run_dir: Path, show_progress: bool = False) -> dict:
     """One real generation run (resumes from its checkpoint)."""
     from generators.methods import resolve_run_config
@@ -46,7 +66,7 @@ def generate(spec, run_dir: Path, show_progress: bool = False) -> dict:
                              overrides=spec.overrides)
     if run_id(cfg) != spec.run_id:  # the planner's fast hash must agree with the full config
         raise RuntimeError(f"run id mismatch: planned {spec.run_id}, resolved {run_id(cfg)}")
-    return run_generation(cfg, run_dir, show_progress=show_progress)
+    return run_generation(cfg, run_dir, show_progress=show_progress, models=_models_for(cfg))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from generators.render import render
 from generators.train import required_components, resolve_device, step_generator, train
 
 METHODS = ["sds", "anchords-ipa", "anchords-ipa-filter", "anchords-ipa-finetune", "sds-bridge",
-           "anchords-cn", "anchords-cn-filter", "anchords-cn-finetune"]
+           "anchords-cn", "anchords-cn-filter", "anchords-cn-finetune", "vsd"]
 
 
 def guidance_only_seconds(cfg, models, device, repeats: int) -> float:
@@ -51,9 +51,9 @@ def guidance_only_seconds(cfg, models, device, repeats: int) -> float:
         g = guidance(out, cams, step, gen)
         loss = g.loss_sds + (g.loss_finetune if g.loss_finetune is not None else 0.0)
         loss.backward()
-        if guidance.finetune is not None:
-            guidance.finetune.step()
-            guidance.finetune.zero_grad()
+        if guidance.trainer is not None:
+            guidance.trainer.step()
+            guidance.trainer.zero_grad()
         if device.type == "cuda":
             torch.cuda.synchronize()
         if step > 0:
