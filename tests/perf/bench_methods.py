@@ -5,15 +5,18 @@
 The issue's targets, per step on the same model set and device: anchords-ipa within 1.10x of sds,
 anchords-ipa-finetune within 1.25x (the released code: 25 -> 30 min, 1.20x). Each method runs the
 full loop (render, VAE encode, guidance, backward, optimizer, densify) from the same Shap-E init;
-the first `warmup` steps are dropped. Besides the whole step, the guidance part alone is timed
-(renders held fixed), since on CPU the dense rasterizer dominates the step.
+the first `warmup` steps are dropped. Besides the whole step, the guidance part alone is timed on
+fixed renders, round-robin over the methods (so load changes on a shared machine hit all alike),
+since on CPU the dense rasterizer dominates the whole step.
 Prints a table and writes results/perf/methods_<models>_<device>.json atomically.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import resource
 import platform
 import statistics
 import tempfile
@@ -32,33 +35,39 @@ METHODS = ["sds", "anchords-ipa", "anchords-ipa-filter", "anchords-ipa-finetune"
            "anchords-cn", "anchords-cn-filter", "anchords-cn-finetune", "vsd"]
 
 
-def guidance_only_seconds(cfg, models, device, repeats: int) -> float:
-    """Median time of Guidance.__call__ + backward to the renders, on a fixed render."""
-    from generators.cameras import sample_training_cameras
-    from generators.guidance import Guidance
-    from generators.train import initial_gaussians
+def guidance_seconds_interleaved(configs: dict, models: dict, device, rounds: int) -> dict[str, float]:
+    """Median time of Guidance.__call__ + backward (+ trainer step) per method, on fixed renders.
 
-    guidance = Guidance(models, cfg.guidance, cfg.camera, cfg.prompt)
-    gaussians = initial_gaussians(cfg, models, device)
-    times = []
-    for step in range(repeats + 1):
-        gen = step_generator(cfg.seed, step)
-        cams = sample_training_cameras(cfg.camera, gen).to(device)
+    Methods are timed round-robin (one call of each per round), so a change in machine load hits
+    every method alike and the ratios stay meaningful on a shared machine.
+    """
+    from generators.cameras import sample_training_cameras
+    from generators.train import build_guidance, initial_gaussians
+
+    first = next(iter(configs.values()))
+    gaussians = initial_gaussians(first, models[first.method], device)
+    guides = {m: build_guidance(cfg, models[m]) for m, cfg in configs.items()}
+    times: dict[str, list[float]] = {m: [] for m in configs}
+    for r in range(rounds + 1):
+        gen_seed = step_generator(first.seed, r)
+        cams = sample_training_cameras(first.camera, gen_seed).to(device)
         with torch.no_grad():
-            out = render(gaussians, cams, cfg.render)
-        out.rgb = out.rgb.detach().requires_grad_(True)
-        t0 = time.perf_counter()
-        g = guidance(out, cams, step, gen)
-        loss = g.loss_sds + (g.loss_finetune if g.loss_finetune is not None else 0.0)
-        loss.backward()
-        if guidance.trainer is not None:
-            guidance.trainer.step()
-            guidance.trainer.zero_grad()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step > 0:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            base = render(gaussians, cams, first.render)
+        for m, guidance in guides.items():
+            out = dataclasses.replace(base, rgb=base.rgb.detach().clone().requires_grad_(True))
+            gen = step_generator(first.seed, r)
+            t0 = time.perf_counter()
+            g = guidance(out, cams, r, gen)
+            loss = g.loss_sds + (g.loss_finetune if g.loss_finetune is not None else 0.0)
+            loss.backward()
+            if guidance.trainer is not None:
+                guidance.trainer.step()
+                guidance.trainer.zero_grad()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if r > 0:  # round 0 warms up
+                times[m].append(time.perf_counter() - t0)
+    return {m: statistics.median(v) for m, v in times.items()}
 
 
 def main() -> None:
@@ -66,6 +75,7 @@ def main() -> None:
     p.add_argument("--models", default="tiny")
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=10, help="round-robin rounds of the guidance-only timing")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--device", default="auto")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config overrides key=value")
@@ -74,18 +84,25 @@ def main() -> None:
 
     device = resolve_device(args.device)
     rows = []
+    configs, models = {}, {}
     for method in args.methods.split(","):
         cfg = resolve_run_config(method, prompt="a red apple", models=args.models,
                                  overrides={**parse_dotted(args.overrides), "steps": args.steps,
                                             "checkpoint_every": 10**9, "device": device.type})
-        models = load_models(cfg.models, required_components(cfg), device)
+        configs[method] = cfg
+        models[method] = load_models(cfg.models, required_components(cfg), device)  # own copy: some train
         with tempfile.TemporaryDirectory() as tmp:
-            state = train(cfg, models, Path(tmp), device)
+            state = train(cfg, models[method], Path(tmp), device)
         step_times = [r["step_time_s"] for r in state.log[args.warmup:]]
-        guide_s = guidance_only_seconds(cfg, models, device, repeats=max(3, args.steps - args.warmup))
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else (
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         rows.append({"method": method, "seconds_per_step": statistics.median(step_times),
-                     "guidance_seconds": guide_s, "num_gaussians": len(state.gaussians)})
-        print(f"{method:<24} {rows[-1]['seconds_per_step']:.3f} s/step   guidance {guide_s:.3f} s", flush=True)
+                     "num_gaussians": len(state.gaussians), "peak_memory_mb_so_far": peak})
+        print(f"{method:<24} {rows[-1]['seconds_per_step']:.3f} s/step (whole step)", flush=True)
+        models[method] = load_models(cfg.models, required_components(cfg), device)  # untrained again
+    guide = guidance_seconds_interleaved(configs, models, device, rounds=args.rounds)
+    for r in rows:
+        r["guidance_seconds"] = guide[r["method"]]
     base = {r["method"]: r for r in rows}.get("sds")
     if base:
         for r in rows:
