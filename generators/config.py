@@ -185,10 +185,17 @@ class ControlNetSourceConfig:
 
     scale: float = 1.0  # applied always (the released code multiplies it by 0: defect 1)
     # "normal": normals rendered from the Gaussians' depth (exact, no detector network);
-    # "depth": the rendered depth; "detector": NormalBAE on the RGB render (released path)
+    # "depth": the rendered depth; "detector": normals estimated from the RGB render alone, the
+    # released path's idea. The released code uses NormalBAE; ours is the model set's
+    # `control_detector` (DPT-Hybrid MiDaS relative depth) with controlnet_aux's MiDaS normal
+    # recipe (generators/guidance/control_maps.py), a different network.
     control_map: Literal["normal", "depth", "detector"] = "normal"
     # the control image has the size of the VAE input (released: fixed_size 512 = SD's VAE input)
     guess_mode: bool = False
+    # "detector" only, controlnet_aux MidasDetector defaults: pixels whose depth, normalised to
+    # [0, 1] per image, is below bg_th are flat background; `a` is the normals' z component
+    detector_bg_threshold: float = 0.1  # bg_th
+    detector_normal_z: float = 6.283185307179586  # a = 2 pi
 
 
 @dataclass

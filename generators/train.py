@@ -72,6 +72,8 @@ def resolve_device(name: str) -> torch.device:
 
 def required_components(cfg: RunConfig) -> set[str]:
     comps = set(source_components(cfg.guidance.source.kind))
+    if cfg.guidance.source.kind == "controlnet" and cfg.guidance.source.controlnet.control_map == "detector":
+        comps.add("control_detector")  # normals estimated from the RGB render need the depth network
     if cfg.init.kind == "shap-e":
         comps.add("shap_e")
     return comps

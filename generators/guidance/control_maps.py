@@ -1,7 +1,16 @@
-"""Control images for the ControlNet anchor, made from the 3D model itself (no detector network).
+"""Control images for the ControlNet anchor.
 
-The released code runs NormalBAE on the RGB render. Rendering the Gaussians' depth gives the
-geometry exactly, so by default we derive the normal map from the rendered depth.
+The released code runs NormalBAE (`lllyasviel/Annotators`) on the RGB render. Rendering the
+Gaussians' depth gives the geometry exactly, so by default we derive the normal map from the
+rendered depth (`normal_map_from_depth`, `depth_map`: no detector network).
+
+`detector_normal_map` is the option closest to the released path: normals *estimated from the
+RGB render alone*. It is NOT NormalBAE (that network is not in transformers/diffusers): it runs
+a monocular relative-depth network (DPT, `Intel/dpt-hybrid-midas`, the MiDaS model behind
+controlnet_aux's MiDaS normal detector) and turns its relative inverse depth into normals with
+that detector's recipe (Sobel gradients of the depth, a constant z, background below a
+threshold of the normalised depth made flat). Every normal map here uses one encoding
+(`encode_normals`), so the ControlNet sees the same convention whichever map is chosen.
 """
 
 from __future__ import annotations
@@ -28,6 +37,11 @@ def camera_space_points(depth: Tensor, cameras: Cameras) -> Tensor:
     return torch.stack([x, y, z], dim=-1)
 
 
+def encode_normals(n: Tensor) -> Tensor:
+    """Unit normals [C, H, W, 3] (x right, y up, z toward the viewer) -> image [C, H, W, 3] in [0, 1]."""
+    return (n + 1) * 0.5
+
+
 def normal_map_from_depth(depth: Tensor, alpha: Tensor, cameras: Cameras, threshold: float = 0.5) -> Tensor:
     """Normal map [C, 3, H, W] in [0, 1] from rendered depth.
 
@@ -42,7 +56,7 @@ def normal_map_from_depth(depth: Tensor, alpha: Tensor, cameras: Cameras, thresh
     n = torch.linalg.cross(dy, dx, dim=-1)  # points toward the camera (negative z in OpenCV)
     n = F.normalize(n, dim=-1, eps=1e-12)
     n = n * torch.tensor([1.0, -1.0, -1.0], device=n.device, dtype=n.dtype)  # OpenCV -> x right, y up, z to viewer
-    img = (n + 1) * 0.5
+    img = encode_normals(n)
     img = img * (alpha >= threshold).to(img.dtype)
     return img.permute(0, 3, 1, 2).contiguous()
 
@@ -55,3 +69,75 @@ def depth_map(depth: Tensor, alpha: Tensor, threshold: float = 0.5) -> Tensor:
     hi = inv.flatten(1).max(dim=1).values
     img = ((inv - lo[:, None, None]) / (hi - lo).clamp_min(1e-6)[:, None, None]).clamp(0, 1) * mask
     return img[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+# ----------------------------------------------------------------------------------------------
+# Normals estimated from the RGB render (the "detector" control map)
+
+
+def sobel(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Image-space gradients of x [C, H, W]: (d/d column, d/d row), each [C, H, W].
+
+    OpenCV's `Sobel(ksize=3)`: the unnormalised 3x3 kernels, border reflected without repeating
+    the edge pixel (BORDER_REFLECT_101 = torch's "reflect"), as controlnet_aux computes it.
+    """
+    smooth = torch.tensor([1.0, 2.0, 1.0], device=x.device, dtype=x.dtype)
+    diff = torch.tensor([-1.0, 0.0, 1.0], device=x.device, dtype=x.dtype)
+    kernels = torch.stack([torch.outer(smooth, diff), torch.outer(diff, smooth)])[:, None]  # [2, 1, 3, 3]
+    padded = F.pad(x[:, None], (1, 1, 1, 1), mode="reflect")  # [C, 1, H+2, W+2]
+    g = F.conv2d(padded, kernels)  # [C, 2, H, W]
+    return g[:, 0], g[:, 1]
+
+
+def normals_from_relative_depth(disparity: Tensor, bg_threshold: float, normal_z: float) -> Tensor:
+    """Normal image [C, 3, H, W] in [0, 1] from relative inverse depth [C, H, W] (MiDaS: larger = nearer).
+
+    controlnet_aux's MiDaS recipe: gradients gx, gy of the raw disparity (Sobel), a constant z
+    component `normal_z` (2 pi there), and gx = gy = 0 where the disparity, normalised to [0, 1]
+    per image, is below `bg_threshold` (far background: flat, facing the viewer). Its map holds
+    (gx, gy, z): disparity growing to the right means the surface turns to the left, so that map's
+    x points left; we flip x into this module's encoding (x right, y up, z toward the viewer).
+    """
+    d = disparity.float()
+    gx, gy = sobel(d)
+    lo = d.flatten(1).min(dim=1).values[:, None, None]
+    hi = d.flatten(1).max(dim=1).values[:, None, None]
+    normalised = (d - lo) / (hi - lo).clamp_min(torch.finfo(d.dtype).tiny)
+    foreground = (normalised >= bg_threshold).to(d.dtype)
+    # rows grow downward, so nearer-below (gy > 0) is a surface facing up: y up keeps gy's sign
+    n = torch.stack([-gx * foreground, gy * foreground, torch.full_like(d, normal_z)], dim=-1)  # [C, H, W, 3]
+    n = F.normalize(n, dim=-1)
+    return encode_normals(n).permute(0, 3, 1, 2).contiguous()
+
+
+def detector_pixels(images: Tensor, processor) -> Tensor:
+    """Renders [B, 3, S, S] in [0, 1] -> the detector's input [B, 3, h, w] as its image processor makes it.
+
+    The processor's own settings (size, mean/std) are used, done on tensors: the released code
+    quantises the render to uint8 before its detector, so we do too.
+    """
+    x = (images.detach().clamp(0, 1) * 255).round() / 255
+    size = processor.size
+    h, w = size["height"], size["width"]
+    if x.shape[-2:] != (h, w):
+        # PIL's bicubic (the processor's resample) filters when it shrinks: antialias does the same
+        x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    if getattr(processor, "do_normalize", True):
+        mean = torch.tensor(processor.image_mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(processor.image_std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        x = (x - mean) / std
+    return x
+
+
+@torch.no_grad()
+def detector_normal_map(images: Tensor, detector, processor, size: int, bg_threshold: float, normal_z: float) -> Tensor:
+    """Normal map [B, 3, size, size] in [0, 1] estimated from the RGB renders [B, 3, S, S] alone.
+
+    The depth network's relative disparity is resized (bicubic, as the processor's depth
+    post-processing does) to `size`, the detect resolution, and turned into normals there
+    (controlnet_aux runs its detector at 512 = SD's VAE input). No gradient flows.
+    """
+    pixels = detector_pixels(images, processor).to(device=detector.device, dtype=detector.dtype)
+    disparity = detector(pixel_values=pixels).predicted_depth.float()  # [B, h, w]
+    disparity = F.interpolate(disparity[:, None], size=(size, size), mode="bicubic", align_corners=False)[:, 0]
+    return normals_from_relative_depth(disparity, bg_threshold, normal_z).to(images.device)

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from generators.cameras import Cameras, view_dependent_prompts
 from generators.config import CameraConfig, GuidanceConfig
-from generators.guidance.control_maps import depth_map, normal_map_from_depth
+from generators.guidance.control_maps import depth_map, detector_normal_map, normal_map_from_depth
 from generators.guidance.denoiser import BranchInputs, UNetDenoiser
 from generators.guidance.finetune import TrainablePart
 from generators.guidance.vsd import LoRAModel, VSDDenoiser, camera_condition
@@ -168,30 +168,42 @@ class IPAdapterSource(SourceProvider):
 
 
 class ControlNetSource(SourceProvider):
-    """AnchorDS with ControlNet: the source is conditioned on a map of the current render."""
+    """AnchorDS with ControlNet: the source is conditioned on a map of the current render.
 
-    components = frozenset({"base", "controlnet"})
+    control_map "normal"/"depth" come from the rendered depth (exact); "detector" estimates
+    normals from the RGB render alone with the model set's `control_detector` (DPT-Hybrid MiDaS
+    + controlnet_aux's MiDaS normal recipe; the released code used NormalBAE instead).
+    """
+
+    components = frozenset({"base", "controlnet"})  # + control_detector for control_map "detector"
 
     def __init__(self, models, guidance, camera, prompt):
         super().__init__(models, guidance, camera, prompt)
         if getattr(models, "controlnet", None) is None:
             raise RuntimeError("the controlnet source needs a model set with a ControlNet")
-        if guidance.source.controlnet.control_map == "detector":
-            raise NotImplementedError(
-                "control_map=detector (NormalBAE on the RGB render) needs the lllyasviel/Annotators "
-                "weights, which this build does not load yet; use control_map=normal (exact, from depth)"
+        if guidance.source.controlnet.control_map == "detector" and getattr(models, "control_detector", None) is None:
+            raise RuntimeError(
+                "control_map=detector needs the model set's 'control_detector' component (a DPT depth "
+                "network) loaded: load_models(..., components={'controlnet', 'control_detector'}); "
+                "use control_map=normal (exact, from the rendered depth) otherwise"
             )
 
     def control_image(self, ctx: StepContext) -> Tensor:
+        """The control map [B, 3, S, S] in [0, 1] at the VAE input size S; no gradient flows."""
         cn = self.cfg.source.controlnet
         r = ctx.render
+        size = ctx.images.shape[-1]
         with torch.no_grad():
+            if cn.control_map == "detector":
+                # the released path: the render, detached, through a detector at the detect size
+                return detector_normal_map(ctx.images.detach(), self.models.control_detector,
+                                           self.models.control_detector_processor, size,
+                                           cn.detector_bg_threshold, cn.detector_normal_z)
             if cn.control_map == "normal":
                 img = normal_map_from_depth(r.depth.detach(), r.alpha.detach(), ctx.cameras)
             else:
                 img = depth_map(r.depth.detach(), r.alpha.detach())
-        size = ctx.images.shape[-1]
-        return F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)
+            return F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)
 
     def branches(self, ctx: StepContext) -> tuple[BranchInputs, BranchInputs]:
         cn = self.cfg.source.controlnet

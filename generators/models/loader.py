@@ -23,7 +23,7 @@ from torch import Tensor
 
 from generators.errors import MissingWeightsError, UserError
 from generators.models.codec import LatentCodec, PixelUnshuffleCodec, VaeCodec
-from generators.models.spec import COMPONENTS, SETS_DIR, ComponentSpec, ModelSetSpec, load_set_spec
+from generators.models.spec import COMPONENTS, FETCH_ON_REQUEST, SETS_DIR, ComponentSpec, ModelSetSpec, load_set_spec
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -45,6 +45,8 @@ class Models:
     ip_adapter_loaded: bool = False
     controlnet: Any = None  # ControlNetModel
     shap_e: Any = None  # ShapEPipeline
+    control_detector: Any = None  # DPTForDepthEstimation (relative inverse depth), control_map "detector"
+    control_detector_processor: Any = None  # its DPTImageProcessor (input size, mean/std)
     resolved: dict = field(default_factory=dict)  # component -> {id, revision, path}
     finetune_layer: str = "up_blocks.3"
     vae_input_size: int = 512
@@ -91,8 +93,10 @@ def hub_cache_dir() -> Path:
     return Path(home) / "hub"
 
 
-def fetch_hint(spec: ModelSetSpec) -> str:
+def fetch_hint(spec: ModelSetSpec, component: Optional[str] = None) -> str:
     name = spec.name if spec.file.parent == SETS_DIR else str(spec.file)
+    if component in FETCH_ON_REQUEST:  # not in the default `make weights` plan: name it
+        return f"python -m generators.models.weights {name} --components {component}"
     return f"make weights MODELS={name}"
 
 
@@ -125,7 +129,7 @@ def resolve_component(spec: ModelSetSpec, name: str, comp: ComponentSpec, root: 
     except Exception as e:  # LocalEntryNotFoundError, bad revision, ...: all mean "not here"
         raise MissingWeightsError(
             f"model set {spec.name}: {comp.id} (revision {comp.revision}) for '{name}' is not in the "
-            f"local Hugging Face cache {cache}; fetch it with: {fetch_hint(spec)}"
+            f"local Hugging Face cache {cache}; fetch it with: {fetch_hint(spec, name)}"
         ) from e
     # the snapshot folder is named by the commit the revision pointed to when it was fetched
     return folder, {"id": comp.id, "revision": folder.name, "path": str(folder)}
@@ -158,7 +162,7 @@ class _Loading:
             raise MissingWeightsError(
                 f"model set {self.spec.name}: cannot load '{self.name}' from {what} "
                 f"(revision {self.record['revision']}, {self.record['path']}): {exc}; "
-                f"fetch it with: {fetch_hint(self.spec)}"
+                f"fetch it with: {fetch_hint(self.spec, self.name)}"
             ) from exc
         return False
 
@@ -258,11 +262,25 @@ def load_models(
         for module in out.shap_e.components.values():
             _freeze(module)
         out.shap_e.to(device)
+    if "control_detector" in wanted:
+        _load_control_detector(out, spec, root, dtype)
 
-    for module in (text_encoder, unet, vae, out.image_encoder, out.controlnet):
+    for module in (text_encoder, unet, vae, out.image_encoder, out.controlnet, out.control_detector):
         if module is not None:
             _freeze(module).to(device)
     return out
+
+
+def _load_control_detector(out: Models, spec: ModelSetSpec, root: Path, dtype: torch.dtype) -> None:
+    """The depth network of control_map "detector" and its image processor, from one folder."""
+    from transformers import DPTForDepthEstimation, DPTImageProcessor
+
+    comp = spec.control_detector
+    repo, out.resolved["control_detector"] = resolve_component(spec, "control_detector", comp, root)
+    folder = repo / comp.subfolder if comp.subfolder else repo
+    with _Loading(spec, "control_detector", out.resolved["control_detector"]):
+        out.control_detector = DPTForDepthEstimation.from_pretrained(folder, dtype=dtype, variant=_variant(folder))
+        out.control_detector_processor = DPTImageProcessor.from_pretrained(folder)
 
 
 def _load_ip_adapter(out: Models, spec: ModelSetSpec, root: Path, dtype: torch.dtype) -> None:

@@ -11,6 +11,7 @@ A set file looks like this (every key but `base` optional; unknown keys are erro
                  weight_name: ip-adapter-plus_sd15.safetensors,
                  image_encoder: models/image_encoder}
     controlnet: {id: lllyasviel/control_v11p_sd15_normalbae}
+    control_detector: {id: Intel/dpt-hybrid-midas}   # control_map "detector" only
     shap_e:     {id: openai/shap-e}
     codec: {kind: vae}                 # or {kind: pixel-unshuffle, factor: 2}
     vae_input_size: 512
@@ -23,6 +24,8 @@ A set file looks like this (every key but `base` optional; unknown keys are erro
 A component given as `path:` is a local folder (relative paths resolve against `embedded`'s
 folder when the set has one, else against the yaml's folder); otherwise `id` + `revision` name a
 Hugging Face repo that must already be in the local HF cache (`make weights MODELS=<set>`).
+Components in FETCH_ON_REQUEST are needed by few runs only, so `make weights` fetches them only
+when asked by name (`python -m generators.models.weights <set> --components control_detector`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ import yaml
 from generators.errors import UserError
 
 SETS_DIR = Path(__file__).resolve().parent / "sets"
-COMPONENTS = ("base", "ip_adapter", "controlnet", "shap_e")
+COMPONENTS = ("base", "ip_adapter", "controlnet", "shap_e", "control_detector")
+# the depth network behind control_map "detector" (~0.5 GB): fetched only when named
+FETCH_ON_REQUEST = ("control_detector",)
 CODEC_KINDS = ("vae", "pixel-unshuffle")
 CUDA_DTYPES = ("float16", "bfloat16", "float32")
 
@@ -74,6 +79,7 @@ class ModelSetSpec:
     ip_adapter: Optional[ComponentSpec] = None
     controlnet: Optional[ComponentSpec] = None
     shap_e: Optional[ComponentSpec] = None
+    control_detector: Optional[ComponentSpec] = None  # DPTForDepthEstimation folder + its image processor
     codec: CodecSpec = field(default_factory=CodecSpec)
     vae_input_size: int = 512
     finetune_layer: str = "up_blocks.3"

@@ -7,11 +7,12 @@ the very same loader as the real sets, so CPU tests exercise the real loading co
     <dir>/ip_adapter/    ip-adapter-plus_tiny.safetensors + image_encoder/
     <dir>/controlnet/    ControlNetModel
     <dir>/shap_e/        ShapEPipeline folder
+    <dir>/control_detector/  DPTForDepthEstimation (hybrid BiT + ViT, like Intel/dpt-hybrid-midas) + DPTImageProcessor
     <dir>/tiny_set.json  builder version + seed (a stale cache is rebuilt)
 
 The architecture families match SD 1.5 (UNet block structure, 8x VAE, CLIP text encoder,
-IP-Adapter-Plus Resampler, ControlNet built from the UNet, Shap-E prior + renderer); only the
-widths are tiny. Everything is deterministic from the seed.
+IP-Adapter-Plus Resampler, ControlNet built from the UNet, Shap-E prior + renderer, DPT-Hybrid
+depth network); only the widths are tiny. Everything is deterministic from the seed.
 
     python -m generators.models.tiny build [DIR]
 """
@@ -30,7 +31,7 @@ import torch
 from generators.io import atomic_write_json
 
 # Bump when the builder changes what it writes: cached sets with another version are rebuilt.
-TINY_SET_VERSION = 1
+TINY_SET_VERSION = 2
 STAMP_FILE = "tiny_set.json"
 IP_WEIGHT_NAME = "ip-adapter-plus_tiny.safetensors"
 
@@ -87,6 +88,44 @@ SHAP_E_LATENT = 32  # prior embedding_dim = renderer d_latent
 SHAP_E_HIDDEN = 8  # renderer MLP width; num_embeddings = 4 projected layers x 8 rows
 # diffusers' Shap-E HeunDiscreteScheduler settings (openai/shap-e scheduler config)
 SHAP_E_SCHEDULER = dict(beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample", use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
+# DPT-Hybrid (Intel/dpt-hybrid-midas's structure: BiT bottleneck backbone for the first two
+# stages + ViT, "project" readout): 64 px in, stride-16 BiT -> a 4x4 token grid.
+DETECTOR_SIZE = 64  # the processor's input size (384 for the real model)
+DETECTOR_BIT = dict(
+    model_type="bit",
+    global_padding="same",
+    layer_type="bottleneck",
+    depths=[1, 1, 1],
+    embedding_size=8,
+    hidden_sizes=[8, 16, 32],
+    num_groups=4,
+    out_features=["stage1", "stage2", "stage3"],
+    embedding_dynamic_padding=True,
+)
+DETECTOR = dict(
+    is_hybrid=True,
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=37,
+    image_size=DETECTOR_SIZE,
+    patch_size=16,
+    backbone_out_indices=[0, 1, 2, 3],  # the first two are taken from the BiT stages (hybrid)
+    neck_hidden_sizes=[8, 16, 32, 32],
+    reassemble_factors=[1, 1, 1, 0.5],
+    fusion_hidden_size=16,
+    backbone_featmap_shape=[1, 32, DETECTOR_SIZE // 16, DETECTOR_SIZE // 16],
+)
+# MiDaS's image processing: [-1, 1] inputs (mean = std = 0.5), bicubic resize to a square
+DETECTOR_PROCESSOR = dict(size={"height": DETECTOR_SIZE, "width": DETECTOR_SIZE}, image_mean=[0.5] * 3,
+                          image_std=[0.5] * 3, keep_aspect_ratio=False, do_rescale=True, do_normalize=True)
+# The transformers init (std 0.02) leaves the depth head's output ~1e-5 and nearly flat; the
+# real network outputs relative disparities in the hundreds. The head's convs are re-drawn with
+# fan-in scaling, the last one's weights multiplied by this and its bias set to it: disparities
+# near 100 that vary by a few units per image (seed 0: 96..108 on smooth colour fields), enough
+# for their image-space gradients to tilt the normals against controlnet_aux's z = 2 pi.
+DETECTOR_DEPTH_SCALE = 100.0
+
 # std of the random weights that the diffusers inits would leave at zero (IP K/V, ControlNet
 # zero-convs): large enough that an image or control map measurably changes the UNet output.
 RANDOM_STD = 0.2
@@ -378,6 +417,24 @@ def _build_shap_e(out: Path, seed: int) -> None:
     pipe.save_pretrained(out / "shap_e")
 
 
+def _build_control_detector(out: Path, seed: int) -> None:
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    _seeded(seed, 10)
+    detector = DPTForDepthEstimation(DPTConfig(backbone_config=dict(DETECTOR_BIT), **DETECTOR))
+    gen = _seeded(seed, 11)
+    convs = [m for m in detector.head.head if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        for conv in convs:
+            fan_in = conv.weight[0].numel()
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+        # the last conv feeds a ReLU: a positive offset keeps most of the disparity above zero
+        convs[-1].weight.mul_(DETECTOR_DEPTH_SCALE)
+        convs[-1].bias.fill_(DETECTOR_DEPTH_SCALE)
+    detector.save_pretrained(out / "control_detector")
+    DPTImageProcessor(**DETECTOR_PROCESSOR).save_pretrained(out / "control_detector")
+
+
 def build_tiny_set(out_dir: Path, seed: int = 0) -> Path:
     """Write every tiny network under `out_dir` in the Hugging Face layout (deterministic)."""
     out_dir = Path(out_dir)
@@ -388,6 +445,7 @@ def build_tiny_set(out_dir: Path, seed: int = 0) -> Path:
         _build_ip_adapter(out_dir, seed, unet)
         _build_controlnet(out_dir, seed, unet)
         _build_shap_e(out_dir, seed)
+        _build_control_detector(out_dir, seed)
     finally:
         torch.set_rng_state(rng_state)  # building must not disturb the caller's random stream
     atomic_write_json(out_dir / STAMP_FILE, {"version": TINY_SET_VERSION, "seed": seed})

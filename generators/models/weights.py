@@ -6,7 +6,9 @@ This is the only code in the project that downloads. For every hub component of 
 lists the repo once, picks per weight folder the fp16 safetensors when the repo has them (else
 full-precision safetensors, else .bin), and calls `huggingface_hub.snapshot_download` with
 exactly those files. The loader later finds them offline (it reads fp16 variants and upcasts on
-CPU). `--dry-run` prints the plan without touching the network.
+CPU). `--dry-run` prints the plan without touching the network. Components in
+spec.FETCH_ON_REQUEST (the control_map "detector" depth network) are fetched only when named
+with `--components`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from pathlib import PurePosixPath
 from typing import Optional
 
 from generators.errors import UserError
-from generators.models.spec import COMPONENTS, ComponentSpec, ModelSetSpec, load_set_spec
+from generators.models.spec import COMPONENTS, FETCH_ON_REQUEST, ComponentSpec, ModelSetSpec, load_set_spec
 
 # weight files of one folder, most preferred first (fp16 halves the download)
 _WEIGHT_SUFFIXES = (".fp16.safetensors", ".safetensors", ".fp16.bin", ".bin")
 # transformers modules store `model.*`, diffusers modules `diffusion_pytorch_model.*`
 _TRANSFORMERS_STEM = "model"
 _DIFFUSERS_STEM = "diffusion_pytorch_model"
+# pickled weights of transformers modules are named `pytorch_model.*` instead (older hub repos,
+# e.g. Intel/dpt-hybrid-midas, may have only those)
+_BIN_STEMS = {_TRANSFORMERS_STEM: "pytorch_model"}
 
 
 @dataclass
@@ -33,7 +38,8 @@ class WeightFolder:
     stem: str  # weight file name without suffix
 
     def candidates(self) -> list[str]:
-        return [_join(self.folder, self.stem + s) for s in _WEIGHT_SUFFIXES]
+        bin_stem = _BIN_STEMS.get(self.stem, self.stem)
+        return [_join(self.folder, (bin_stem if s.endswith(".bin") else self.stem) + s) for s in _WEIGHT_SUFFIXES]
 
 
 @dataclass
@@ -78,14 +84,19 @@ def plan_component(name: str, comp: ComponentSpec, spec: ModelSetSpec) -> Option
         _module(_join(sub, "text_encoder"), _TRANSFORMERS_STEM, f)
         _module(_join(sub, "prior"), _DIFFUSERS_STEM, f)
         _module(_join(sub, "shap_e_renderer"), _DIFFUSERS_STEM, f)
+    elif name == "control_detector":
+        f.files.append(_join(sub, "preprocessor_config.json"))  # DPTImageProcessor: size, mean/std
+        _module(sub, _TRANSFORMERS_STEM, f)
     return f
 
 
 def plan(spec: ModelSetSpec, components: Optional[set[str]] = None) -> list[Fetch]:
+    """The fetches of `components` (default: every component of the set but FETCH_ON_REQUEST)."""
     out = []
     for name in COMPONENTS:
         comp = spec.component(name)
-        if comp is None or (components is not None and name not in components):
+        wanted = name not in FETCH_ON_REQUEST if components is None else name in components
+        if comp is None or not wanted:
             continue
         fetch = plan_component(name, comp, spec)
         if fetch is not None:
@@ -150,6 +161,10 @@ def describe_plan(spec: ModelSetSpec, components: Optional[set[str]] = None) -> 
     local = [n for n in COMPONENTS if spec.component(n) is not None and spec.component(n).path is not None]
     if local:
         lines.append(f"  local folders (nothing to fetch): {', '.join(local)}")
+    on_request = [n for n in FETCH_ON_REQUEST if spec.component(n) is not None and spec.component(n).path is None
+                  and (components is None or n not in components)]
+    for n in on_request:
+        lines.append(f"  not fetched unless named (--components {n}): {n}: {spec.component(n).describe()}")
     return "\n".join(lines)
 
 
