@@ -65,7 +65,8 @@ status: $(STAMP)
 
 eval: $(STAMP)
 	@test -n "$(JOB)" || { echo "make eval: give JOB=<job name or file>" >&2; exit 2; }
-	$(PY) -m harness eval '$(JOB)' --models '$(EVAL_MODELS)' --results '$(RESULTS)'
+	$(PY) -m harness eval '$(JOB)' --models '$(EVAL_MODELS)' --results '$(RESULTS)' \
+		$(if $(EXECUTOR),--executor '$(EXECUTOR)') $(if $(FORCE),--force)
 
 report: $(STAMP)
 	@test -n "$(JOB)" || { echo "make report: give JOB=<job name or file>" >&2; exit 2; }

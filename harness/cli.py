@@ -4,12 +4,12 @@
     python -m harness benchmark --job jobs/paper-table1.yaml --executor slurm
     python -m harness benchmark --job jobs/smoke.yaml --dry-run             # the plan, nothing run
     python -m harness status [JOB]                                          # done/running/failed/pending
-    python -m harness eval JOB [--models t3bench]                           # score the job's finished runs
+    python -m harness eval JOB [--models t3bench] [--executor slurm]        # score the job's finished runs
     python -m harness report JOB                                            # tables, figures, gaps
     python -m harness demo                                                  # the smoke job on CPU
 
 Errors a user can cause print one message and exit with code 2; a benchmark exits 0 when every
-run of its job is done, 1 otherwise.
+run of its job is done, 1 otherwise; an eval exits 0 when every generated run is scored.
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="evaluation config override, e.g. quality.width=256 (repeatable)")
     e.add_argument("--force", action="store_true", help="recompute the requested stages even if scored")
     e.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
+    e.add_argument("--executor", help="local | ray | slurm (default: the job's executor)")
+    e.add_argument("--no-wait", action="store_true", help="slurm: submit and return (eval again to see the scores)")
+    e.add_argument("--workload", default=None, help=argparse.SUPPRESS)  # tests: module:function per run
 
     r = sub.add_parser("report", help="scores.parquet, report.md/.html, figures and grids of a job")
     r.add_argument("job", help="job name or job file")
@@ -162,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             from harness.evaluate import evaluate_job
 
+            from harness.workloads import EVAL_WORKLOAD
+
             return evaluate_job(args.job, args.results, models=args.models, stages=args.stages,
-                                device=args.device, overrides=args.overrides, force=args.force)
+                                device=args.device, overrides=args.overrides, force=args.force,
+                                executor=args.executor, wait=not args.no_wait,
+                                workload=args.workload or EVAL_WORKLOAD)
         if args.command == "report":
             from harness.report import main as report
 

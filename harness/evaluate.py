@@ -1,35 +1,154 @@
-"""`python -m harness eval JOB`: score every finished run of a job with the metrics stage.
+"""`python -m harness eval JOB`: score every finished run of a job, on the job's executors.
 
-Scoring is resumable per run and per stage (metrics/evaluate.py keeps what is already scored), so
-the command can be re-run after an interruption. Runs that are not done are listed, not scored.
+    python -m harness eval paper-table1 [--executor local|ray|slurm] [--models t3bench]
+                                        [--stages quality,clip] [--set quality.width=256] [--force]
+
+The evaluation of one run is one more workload (harness.workloads:evaluate) over the job's
+RunSpecs, run by the same executors and worker as the generation: the eval settings travel in
+WorkerOptions.evaluation (picklable, to Ray and SLURM alike), metric models load once per worker
+process, and each run is scored under its own eval lock with its own eval_attempts.json, so the
+generation bookkeeping (status.json, attempts.json, the run lock) is never touched.
+
+Resumable: only runs that still miss a requested stage go to the executor, and metrics.json keeps
+each stage as soon as it is scored. Runs not generated yet are listed, not scored; runs scored
+with other settings are listed (re-score them with --force). Exit code 0 when every generated run
+is scored, 1 otherwise; 2 for a user error, raised before anything is written or submitted.
 """
 
 from __future__ import annotations
 
-import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from generators.errors import UserError
+from harness.jobs import EXECUTOR_KINDS, Job
+from harness.plan import RunSpec
+from harness.workloads import EVAL_WORKLOAD
+
+LISTED = 5  # runs named per group of the summary (the rest are counted)
+
+
+@dataclass
+class EvalPlan:
+    """Where each planned run stands for the requested stages."""
+
+    not_generated: list = field(default_factory=list)  # [RunSpec]
+    scored: list = field(default_factory=list)  # [RunSpec]: every requested stage done, same settings
+    mismatched: list = field(default_factory=list)  # [(RunSpec, reason)]: scored with other settings
+    todo: list = field(default_factory=list)  # [RunSpec]: generated, some stage missing
+
+    @property
+    def generated(self) -> int:
+        return len(self.scored) + len(self.mismatched) + len(self.todo)
+
+
+def load_job_and_plan(job: str, results: Path) -> tuple[Job, list[RunSpec]]:
+    """The job (with its executor settings) and its runs: a saved plan in RESULTS/<job>/, a job
+    file, or jobs/<job>.yaml (as harness.report.resolve_job, keeping the Job)."""
+    from harness.benchmark import JOB_FILE, PLAN_FILE, load_plan
+    from harness.jobs import load_job, parse_job
+    from harness.plan import plan_job
+
+    path = Path(job)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        j = load_job(path)
+        return j, plan_job(j)
+    if (results / job / PLAN_FILE).is_file():
+        data, specs = load_plan(results / job)
+        return parse_job(data, str(results / job / JOB_FILE)), specs
+    repo_job = Path(__file__).resolve().parents[1] / "jobs" / f"{job}.yaml"
+    if repo_job.is_file():
+        j = load_job(repo_job)
+        return j, plan_job(j)
+    raise UserError(f"no job {job!r}: not a job file, not a job in {results}, not jobs/{job}.yaml")
+
+
+def parse_stages(stages: str | None) -> tuple[str, ...]:
+    from metrics.config import STAGES
+
+    wanted = [s.strip() for s in (stages or ",".join(STAGES)).split(",") if s.strip()]
+    unknown = sorted(set(wanted) - set(STAGES))
+    if unknown or not wanted:
+        raise UserError(f"unknown stage(s) {', '.join(unknown) or '(none given)'} (valid: {', '.join(STAGES)})")
+    return tuple(s for s in STAGES if s in wanted)
+
+
+def plan_eval(specs: list[RunSpec], results: Path, ev) -> EvalPlan:
+    """Sort the runs (each run directory once) by what the evaluation has to do with them."""
+    from harness.store import is_done
+    from harness.workloads import eval_config, stages_to_score
+
+    cfg, set_name = eval_config(ev)
+    plan = EvalPlan()
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.rel_dir in seen:  # two run groups with one config share one run
+            continue
+        seen.add(spec.rel_dir)
+        run_dir = spec.run_dir(results)
+        if not is_done(run_dir):
+            plan.not_generated.append(spec)
+            continue
+        try:
+            todo = stages_to_score(run_dir, cfg, set_name, ev.stages, ev.force_before)
+        except UserError as e:
+            plan.mismatched.append((spec, str(e)))
+            continue
+        (plan.todo if todo else plan.scored).append(spec)
+    return plan
+
+
+def _print_summary(name: str, plan: EvalPlan, results: Path, total: int) -> None:
+    from harness.store import EVAL_ATTEMPTS_FILE, read_json
+
+    print(f"eval {name}: {plan.generated} of {total} runs generated: {len(plan.scored)} scored, "
+          f"{len(plan.todo)} not scored, {len(plan.mismatched)} scored with other settings; "
+          f"{len(plan.not_generated)} not generated (not scored)")
+    for spec in plan.todo[:LISTED]:
+        rec = read_json(spec.run_dir(results) / EVAL_ATTEMPTS_FILE) or {}
+        print(f"  not scored: {spec.rel_dir}  {rec.get('last_reason') or ''}")
+    for spec, reason in plan.mismatched[:LISTED]:
+        print(f"  other settings (use --force): {spec.rel_dir}  {reason}")
+    for spec in plan.not_generated[:LISTED]:
+        print(f"  not generated: {spec.rel_dir}  ({spec.label}, {spec.prompt!r}, seed {spec.seed})")
+    hidden = sum(max(0, n - LISTED) for n in (len(plan.todo), len(plan.mismatched), len(plan.not_generated)))
+    if hidden:
+        print(f"  ... and {hidden} more (python -m harness status {name})")
 
 
 def evaluate_job(job: str, results: Path, *, models: str = "t3bench", stages: str | None = None,
-                 device: str | None = None, overrides: list[str] | None = None, force: bool = False) -> int:
-    from harness.report import resolve_job
-    from metrics.__main__ import build_config
-    from metrics.config import STAGES
-    from metrics.evaluate import evaluate_runs
+                 device: str | None = None, overrides: list[str] | None = None, force: bool = False,
+                 executor: str | None = None, wait: bool = True, workload: str = EVAL_WORKLOAD) -> int:
+    """Plan, score through the executor, summarise; returns the exit code (0: every generated run
+    scored). Every user error is raised before anything is written or submitted."""
+    from harness.executors import run_specs
+    from harness.store import ensure_writable
+    from harness.worker import EvalOptions, WorkerOptions
 
-    name, specs = resolve_job(job, results)
-    wanted = [s.strip() for s in (stages or ",".join(STAGES)).split(",") if s.strip()]
-    unknown = sorted(set(wanted) - set(STAGES))
-    if unknown:
-        raise UserError(f"unknown stage(s) {', '.join(unknown)} (valid: {', '.join(STAGES)})")
-    run_dirs = [spec.run_dir(results) for spec in specs]
-    present = [d for d in run_dirs if d.is_dir()]
-    print(f"eval {name}: {len(present)} of {len(run_dirs)} planned runs exist; stages {','.join(wanted)}")
-    if not present:
-        return 1
-    cfg = build_config(models, device, overrides or [])
-    summary = evaluate_runs(present, cfg, wanted, force)
-    print(json.dumps({k: (len(v) if isinstance(v, (list, dict)) else v) for k, v in summary.items()}))
-    return 1 if summary["failed"] or summary["skipped"] or len(present) < len(run_dirs) else 0
+    started = time.time()
+    results = Path(results)
+    j, specs = load_job_and_plan(job, results)
+    settings = j.executor
+    if executor is not None:
+        if executor not in EXECUTOR_KINDS:
+            raise UserError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTOR_KINDS)}")
+        settings.kind = executor
+    ev = EvalOptions(models=models, stages=parse_stages(stages), device=device, overrides=tuple(overrides or ()),
+                     force_before=started if force else None)
+    plan = plan_eval(specs, results, ev)  # also checks the metric set and the --set overrides
+    print(f"eval {j.name}: {len(plan.todo)} run(s) to score (stages {','.join(ev.stages)}, metric models "
+          f"{models}{', forced' if force else ''}) on executor {settings.kind}; "
+          f"{len(plan.scored)} already scored, {len(plan.not_generated)} not generated")
+    if plan.todo:
+        ensure_writable(results)
+        opts = WorkerOptions(results=str(results.resolve()), max_attempts=settings.max_attempts, workload=workload,
+                             executor=settings.kind, evaluation=ev)
+        outcomes = run_specs(plan.todo, opts, settings, results / j.name, wait=wait, job_name=f"eval-{j.name}")
+        print(f"outcomes: {dict(sorted(Counter(outcomes).items()))}")
+        if not wait and settings.kind == "slurm":  # submitted; `harness eval` again shows the scores
+            return 0
+    final = plan_eval(specs, results, EvalOptions(ev.models, ev.stages, ev.device, ev.overrides))
+    _print_summary(j.name, final, results, len({s.rel_dir for s in specs}))
+    return 0 if len(final.scored) == final.generated else 1

@@ -4,6 +4,10 @@
     <run dir>/attempts.json    written here (atomically): starts, failures, last reason, history
     <run dir>/spec.json        the RunSpec that made the run
     <run dir>.lock             a file lock held by the one worker running it
+    <run dir>/metrics.json     written by the evaluation stage (metrics.evaluate), per stage
+    <run dir>/eval_attempts.json   the evaluation's own attempts (same format as attempts.json)
+    <run dir>.eval.lock        a file lock held by the one worker scoring it (apart from the
+                               generation lock: generating one run never blocks scoring another)
 
 A run's state, as the harness sees it:
     done      status.json says done
@@ -30,6 +34,10 @@ from generators.io import atomic_write_json
 
 STATUS_FILE = "status.json"  # generators.outputs.RUN_FILES["status"] (not imported: it pulls torch)
 ATTEMPTS_FILE = "attempts.json"
+EVAL_ATTEMPTS_FILE = "eval_attempts.json"
+METRICS_FILE = "metrics.json"  # metrics.evaluate.METRICS_FILE (not imported: it pulls torch)
+LOCK_SUFFIX = ".lock"  # generation
+EVAL_LOCK_SUFFIX = ".eval.lock"  # evaluation
 SPEC_FILE = "spec.json"
 CHECKPOINT_FILE = "checkpoints/last.pt"  # generators.outputs.RUN_FILES["checkpoint"]
 HISTORY_KEEP = 20  # attempts kept in attempts.json's history
@@ -65,21 +73,23 @@ def ensure_writable(results: Path) -> None:
         raise UserError(f"results folder {results} cannot be written: {e.strerror or e}") from None
 
 
-def lock_path(run_dir: Path) -> Path:
-    return run_dir.with_name(run_dir.name + ".lock")
+def lock_path(run_dir: Path, suffix: str = LOCK_SUFFIX) -> Path:
+    return run_dir.with_name(run_dir.name + suffix)
 
 
-def run_lock(run_dir: Path) -> FileLock:
-    """A non-blocking, non-reentrant lock: a second holder in any process or thread is refused."""
+def run_lock(run_dir: Path, suffix: str = LOCK_SUFFIX) -> FileLock:
+    """A non-blocking, non-reentrant lock: a second holder in any process or thread is refused.
+
+    `suffix` picks the lock: LOCK_SUFFIX (generating the run) or EVAL_LOCK_SUFFIX (scoring it)."""
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(lock_path(run_dir)), timeout=0, thread_local=False, is_singleton=False)
+    return FileLock(str(lock_path(run_dir, suffix)), timeout=0, thread_local=False, is_singleton=False)
 
 
-def is_locked(run_dir: Path) -> bool:
-    """True when another worker holds the run's lock right now."""
-    if not lock_path(run_dir).exists():
+def is_locked(run_dir: Path, suffix: str = LOCK_SUFFIX) -> bool:
+    """True when another worker holds the run's lock (of that suffix) right now."""
+    if not lock_path(run_dir, suffix).exists():
         return False
-    lock = run_lock(run_dir)
+    lock = run_lock(run_dir, suffix)
     try:
         lock.acquire()
     except Timeout:
@@ -90,33 +100,37 @@ def is_locked(run_dir: Path) -> bool:
 
 @dataclass
 class Attempts:
-    """The content of attempts.json."""
+    """The content of attempts.json (generation) or eval_attempts.json (evaluation): `file`."""
 
     count: int = 0  # attempts started
     failures: int = 0  # attempts that ended in an error
     last_reason: str | None = None
     traceback_tail: str | None = None
     history: list | None = None
+    file: str = ATTEMPTS_FILE
 
     @classmethod
-    def read(cls, run_dir: Path) -> "Attempts":
-        d = read_json(run_dir / ATTEMPTS_FILE) or {}
+    def read(cls, run_dir: Path, file: str = ATTEMPTS_FILE) -> "Attempts":
+        d = read_json(run_dir / file) or {}
         return cls(int(d.get("count", 0)), int(d.get("failures", 0)), d.get("last_reason"),
-                   d.get("traceback_tail"), list(d.get("history") or []))
+                   d.get("traceback_tail"), list(d.get("history") or []), file)
 
     def write(self, run_dir: Path) -> None:
-        atomic_write_json(run_dir / ATTEMPTS_FILE, {
+        atomic_write_json(run_dir / self.file, {
             "count": self.count, "failures": self.failures, "last_reason": self.last_reason,
             "traceback_tail": self.traceback_tail, "history": (self.history or [])[-HISTORY_KEEP:]})
 
-    def start(self, run_dir: Path, executor: str) -> None:
+    def start(self, run_dir: Path, executor: str, details: dict | None = None) -> None:
+        """Record a new attempt; `details` describe what it starts from (default: whether the
+        generation has a checkpoint to resume)."""
         history = self.history if self.history is not None else []
         if history and history[-1].get("outcome") is None:
             history[-1]["outcome"] = INTERRUPTED  # killed: resumes, not a failure
         self.count += 1
+        if details is None:
+            details = {"checkpoint_at_start": (run_dir / CHECKPOINT_FILE).is_file()}
         history.append({"attempt": self.count, "started": utc_stamp(), "host": socket.gethostname(),
-                        "pid": os.getpid(), "executor": executor,
-                        "checkpoint_at_start": (run_dir / CHECKPOINT_FILE).is_file(), "outcome": None})
+                        "pid": os.getpid(), "executor": executor, **details, "outcome": None})
         self.history = history
         self.write(run_dir)
 

@@ -7,6 +7,14 @@ holds it), "failed" (max_attempts failures, the last reason in attempts.json), "
 workload stopped early and can resume). Exceptions of the workload are caught, recorded and
 retried; KeyboardInterrupt and SystemExit (a kill, a SLURM preemption) propagate and leave the
 run resumable.
+
+With `options.evaluation` set, the worker scores the run instead (`execute_eval`): only a run
+whose generation is done ("not-generated" otherwise), under the run's own eval lock, with its
+attempts in eval_attempts.json; status.json and attempts.json are only read. Every invocation
+gives each unscored run up to max_attempts tries (evaluation failures are mostly environmental:
+missing weights, a judge endpoint down, so a new `harness eval` is the retry); a UserError (bad
+settings, a broken run, missing weights) or a stage that ended without a score is not retried
+within the invocation, it would end the same way.
 """
 
 from __future__ import annotations
@@ -16,10 +24,13 @@ from pathlib import Path
 
 from filelock import Timeout
 
+from generators.errors import UserError
 from generators.io import atomic_write_json
 from harness.plan import RunSpec
 from harness.store import (
     DONE,
+    EVAL_ATTEMPTS_FILE,
+    EVAL_LOCK_SUFFIX,
     FAILED,
     INTERRUPTED,
     SPEC_FILE,
@@ -33,6 +44,20 @@ from harness.store import (
 from harness.workloads import DEFAULT_WORKLOAD, load_workload
 
 CACHED, LOCKED, STOPPED = "cached", "locked", "stopped"
+NOT_GENERATED = "not-generated"  # an eval outcome: the run's generation is not done
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `harness eval` asks of every run; travels inside WorkerOptions to every executor."""
+
+    models: str  # metric model set (t3bench, tiny or a yaml)
+    stages: tuple  # metrics.config.STAGES or a subset, in that order
+    device: str | None = None  # None: the set's default
+    overrides: tuple = ()  # --set KEY=VALUE, as typed (EvalConfig overrides)
+    # --force: re-score stages not scored since this time (so an interrupted forced evaluation
+    # resumes); None: keep every stage already scored with the same settings
+    force_before: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,9 +73,12 @@ class WorkerOptions:
     force_before: float | None = None
     retry_failed: bool = False  # forget the failures of runs that reached max_attempts
     show_progress: bool = False
+    evaluation: EvalOptions | None = None  # set: score the run (an eval workload) instead
 
 
 def execute_run(spec: RunSpec, opts: WorkerOptions) -> str:
+    if opts.evaluation is not None:
+        return execute_eval(spec, opts)
     run_dir = spec.run_dir(opts.results)
     if opts.force_before is None and is_done(run_dir):
         return CACHED  # the common case on a re-run: no lock file touched
@@ -103,3 +131,51 @@ def _execute_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
         attempts.finish(run_dir, FAILED, (status or {}).get("reason") or f"the run ended in state {state!r}")
     return FAILED
 
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation
+
+
+def execute_eval(spec: RunSpec, opts: WorkerOptions) -> str:
+    """Score one run whose generation is done; outcomes as execute_run, plus "not-generated"."""
+    run_dir = spec.run_dir(opts.results)
+    if not is_done(run_dir):
+        return NOT_GENERATED
+    lock = run_lock(run_dir, EVAL_LOCK_SUFFIX)
+    try:
+        lock.acquire()
+    except Timeout:
+        return LOCKED
+    try:
+        return _evaluate_locked(spec, run_dir, opts)
+    finally:
+        lock.release()
+
+
+def _evaluate_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
+    ev = opts.evaluation
+    workload = load_workload(opts.workload)
+    attempts = Attempts.read(run_dir, EVAL_ATTEMPTS_FILE)
+    details = {"metric_models": ev.models, "stages": list(ev.stages), "force": ev.force_before is not None}
+    for _ in range(opts.max_attempts):  # tries of this invocation; earlier ones do not count
+        attempts.start(run_dir, opts.executor, details)
+        try:
+            status = workload(spec, run_dir, show_progress=opts.show_progress, evaluation=ev)
+        except UserError as e:  # the run, the settings or the weights: a retry ends the same
+            attempts.finish(run_dir, FAILED, f"{type(e).__name__}: {e}", format_traceback(e))
+            return FAILED
+        except Exception as e:  # recorded and retried
+            attempts.finish(run_dir, FAILED, f"{type(e).__name__}: {e}", format_traceback(e))
+            continue
+        except BaseException as e:  # Ctrl-C, a SLURM preemption: scored stages are kept
+            attempts.finish(run_dir, INTERRUPTED, f"{type(e).__name__}: {e}")
+            raise
+        state = (status or {}).get("state")
+        if state in (DONE, CACHED):
+            attempts.finish(run_dir, state)
+            return state
+        # a stage without a score (weights or judge not available): recorded in metrics.json too
+        attempts.finish(run_dir, FAILED, (status or {}).get("reason") or f"the evaluation ended in state {state!r}")
+        return FAILED
+    return FAILED

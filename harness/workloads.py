@@ -2,9 +2,13 @@
 
 A workload is named by "module:function" so that it crosses process boundaries (Ray, SLURM) by
 name. The returned dict has "state" ("done", "failed" or "stopped") and, when failed, "reason".
+Evaluation workloads also get `evaluation=` (harness.worker.EvalOptions) and may answer
+"cached" (nothing left to score).
 
-    generate   the real one: resolve the run's config and call generators.train.run_generation
-    counter    a stand-in for tests: counts `steps` steps, checkpoints, and can be killed anywhere
+    generate        the real one: resolve the run's config and call generators.train.run_generation
+    evaluate        score a finished run: metrics.evaluate.evaluate_run for the stages still missing
+    counter         a stand-in for tests: counts `steps` steps, checkpoints, and can be killed anywhere
+    score_counter   a stand-in scorer for tests: writes metrics.json stages without any model
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from generators.errors import UserError
 from generators.io import atomic_write_json
 
 DEFAULT_WORKLOAD = "harness.workloads:generate"
+EVAL_WORKLOAD = "harness.workloads:evaluate"
 
 Workload = Callable[..., dict]
 
@@ -70,7 +75,104 @@ def generate(spec, run_dir: Path, show_progress: bool = False) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# the test workload
+# evaluation
+
+FINISHED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S%z"  # how metrics.evaluate stamps a stage's finished_at
+_metrics_cache: dict = {}  # (models, device, overrides) -> (EvalConfig, set name, stages, models)
+
+
+def eval_config(ev):
+    """(EvalConfig, metric set name) of the eval options `ev` (cheap: no network is loaded)."""
+    from metrics.__main__ import build_config
+    from metrics.models import load_set_spec
+
+    key = (ev.models, ev.device, tuple(ev.overrides))
+    hit = _metrics_cache.get(key)
+    if hit is not None:
+        return hit[0], hit[1]
+    cfg = build_config(ev.models, ev.device, list(ev.overrides))
+    return cfg, load_set_spec(cfg.models).name
+
+
+def _metric_models_for(ev, cfg, set_name: str, stages: list[str]):
+    """The metric networks for `stages`, loaded once per worker process and kept for its next runs
+    (every stage the invocation asked for is loaded at once, so a later run never reloads)."""
+    from metrics.config import STAGES
+    from metrics.models import load_metric_models
+
+    key = (ev.models, ev.device, tuple(ev.overrides))
+    hit = _metrics_cache.get(key)
+    if hit is not None and hit[3] is not None and set(stages) <= hit[2]:
+        return hit[3]
+    wanted = set(stages) | set(ev.stages) | (hit[2] if hit is not None else set())
+    order = [s for s in STAGES if s in wanted]
+    _metrics_cache.clear()  # one set at a time: metric networks are large
+    models = load_metric_models(cfg.models, order, cfg.device, cfg)
+    _metrics_cache[key] = (cfg, set_name, frozenset(order), models)
+    return models
+
+
+def _scored_since(entry, since: float) -> bool:
+    """A stage record that is done and was finished after `since` (a time.time()). finished_at
+    has whole seconds: a stage finished in the second `since` falls in counts as older (re-scored
+    rather than wrongly kept)."""
+    from datetime import datetime
+
+    if not isinstance(entry, dict) or entry.get("status") != "done":
+        return False
+    try:
+        finished = datetime.strptime(str(entry.get("finished_at")), FINISHED_AT_FORMAT).timestamp()
+    except ValueError:
+        return False
+    return finished > since
+
+
+def stages_to_score(run_dir: Path, cfg, set_name: str, stages, force_before: float | None = None) -> list[str]:
+    """The stages of `stages` the run still needs. Without force: those not scored with these
+    settings (UserError when one was scored with others). With force: every stage not re-scored
+    since `force_before`, so a forced evaluation that was interrupted resumes instead of
+    starting over."""
+    from metrics.evaluate import pending_stages, read_metrics
+
+    if force_before is None:
+        return pending_stages(run_dir, cfg, set_name, stages)
+    record = read_metrics(run_dir)
+    return [s for s in stages if not _scored_since(record.get(s), force_before)]
+
+
+def _eval_result(record: dict, stages, computed: list[str]) -> dict:
+    """The workload's status: done when every requested stage is done in metrics.json."""
+    missing = [(s, record.get(s) or {}) for s in stages if (record.get(s) or {}).get("status") != "done"]
+    if missing:
+        reason = "; ".join(f"{s}: {e.get('status', 'not scored')}" + (f" ({e['reason']})" if e.get("reason") else "")
+                           for s, e in missing)
+        return {"state": "failed", "reason": reason, "computed": computed}
+    return {"state": "done", "computed": computed}
+
+
+def evaluate(spec, run_dir: Path, show_progress: bool = False, evaluation=None) -> dict:
+    """Score one finished run for the stages it still needs (metrics.json, resumable per stage)."""
+    from metrics.evaluate import evaluate_run
+
+    if evaluation is None:
+        raise UserError("the evaluate workload needs eval options (python -m harness eval sets them)")
+    run_dir = Path(run_dir)
+    cfg, set_name = eval_config(evaluation)
+    todo = stages_to_score(run_dir, cfg, set_name, evaluation.stages, evaluation.force_before)
+    if not todo:
+        return {"state": "cached"}
+    models = _metric_models_for(evaluation, cfg, set_name, todo)
+    log = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        log = tqdm.write
+    record = evaluate_run(run_dir, cfg, models, todo, force=evaluation.force_before is not None, log=log)
+    return _eval_result(record, evaluation.stages, todo)
+
+
+# ----------------------------------------------------------------------------------------------
+# the test workloads
 
 COUNTER_SLEEP_ENV = "HARNESS_COUNTER_SLEEP_S"  # seconds per step (default 0.02)
 COUNTER_FAIL_WORD = "explode"  # a prompt containing it raises at step 1
@@ -107,3 +209,34 @@ def counter(spec, run_dir: Path, show_progress: bool = False) -> dict:
     status = {"state": "done", "prompt": spec.prompt, "steps": steps}
     atomic_write_json(run_dir / "status.json", status)
     return status
+
+
+COUNTER_EVAL_FAIL_WORD = "unscorable"  # a prompt containing it makes score_counter raise
+COUNTER_EVAL_EXECUTIONS = "eval_executions.log"  # one "<pid> <stage>" line per scored stage
+
+
+def score_counter(spec, run_dir: Path, show_progress: bool = False, evaluation=None) -> dict:
+    """A stand-in for `evaluate` without networks: each missing stage gets the prompt's length as
+    its score, in the record format metrics.evaluate writes (so resuming and --force behave the
+    same), after HARNESS_COUNTER_SLEEP_S seconds."""
+    from metrics.evaluate import METRICS_FILE, read_metrics, stage_settings
+
+    run_dir = Path(run_dir)
+    cfg, set_name = eval_config(evaluation)
+    todo = stages_to_score(run_dir, cfg, set_name, evaluation.stages, evaluation.force_before)
+    if not todo:
+        return {"state": "cached"}
+    sleep_s = float(os.environ.get(COUNTER_SLEEP_ENV, "0.02"))
+    record = read_metrics(run_dir)
+    with open(run_dir / COUNTER_EVAL_EXECUTIONS, "a", encoding="utf-8") as log:
+        for stage in todo:
+            log.write(f"{os.getpid()} {stage}\n")
+            log.flush()
+            if COUNTER_EVAL_FAIL_WORD in spec.prompt:
+                raise RuntimeError(f"{COUNTER_EVAL_FAIL_WORD}: the test scorer failed on purpose at {stage}")
+            time.sleep(sleep_s)
+            record[stage] = {"status": "done", "score": float(len(spec.prompt)), "model_set": set_name,
+                             "settings": stage_settings(cfg, stage),
+                             "finished_at": time.strftime(FINISHED_AT_FORMAT)}
+            atomic_write_json(run_dir / METRICS_FILE, record)
+    return _eval_result(record, evaluation.stages, todo)

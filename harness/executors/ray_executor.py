@@ -13,6 +13,7 @@ from collections import Counter
 from tqdm.auto import tqdm
 
 from generators.errors import UserError
+from harness.executors import bar_label
 from harness.jobs import RaySettings
 from harness.plan import RunSpec
 from harness.worker import WorkerOptions, execute_run
@@ -58,7 +59,7 @@ def run_ray(specs: list[RunSpec], opts: WorkerOptions, settings: RaySettings,
         refs = {task.remote(spec, opts): spec for spec in specs}
         outcomes: Counter = Counter()
         pending = list(refs)
-        with tqdm(total=len(specs), desc="runs (ray)", unit="run", disable=not show_progress) as bar:
+        with tqdm(total=len(specs), desc=f"{bar_label(opts)} (ray)", unit="run", disable=not show_progress) as bar:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=len(pending), timeout=WAIT_TIMEOUT_S)
                 for ref in ready:

@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from generators.errors import UserError
+from harness.executors import bar_label
 from harness.jobs import SlurmSettings
 from harness.plan import RunSpec
 from harness.store import utc_stamp
@@ -96,10 +97,10 @@ def _outcome(job) -> str:
         return "crashed"
 
 
-def wait_slurm(jobs: list, poll_s: float, show_progress: bool = True) -> dict[str, int]:
+def wait_slurm(jobs: list, poll_s: float, show_progress: bool = True, desc: str = "runs") -> dict[str, int]:
     """Wait until no task of `jobs` is queued or running; count outcomes as they come in."""
     finished: dict[str, str] = {}
-    with tqdm(total=len(jobs), desc="runs (slurm)", unit="run", disable=not show_progress) as bar:
+    with tqdm(total=len(jobs), desc=f"{desc} (slurm)", unit="run", disable=not show_progress) as bar:
         while len(finished) < len(jobs):
             alive = _alive(jobs)
             for job in jobs:
@@ -116,12 +117,12 @@ def wait_slurm(jobs: list, poll_s: float, show_progress: bool = True) -> dict[st
 
 
 def run_slurm(specs: list[RunSpec], opts: WorkerOptions, settings: SlurmSettings, job_dir: Path,
-              wait: bool = True, show_progress: bool = True) -> dict[str, int]:
+              wait: bool = True, show_progress: bool = True, job_name: str | None = None) -> dict[str, int]:
     if not specs:
         return {}
-    jobs = submit_slurm(specs, opts, settings, job_dir, job_dir.name)
+    jobs = submit_slurm(specs, opts, settings, job_dir, job_name or job_dir.name)
     print(f"submitted SLURM array {jobs[0].job_id.split('_')[0]} ({len(jobs)} tasks); "
           f"submitit folder {jobs[0].paths.folder}", file=sys.stderr)
     if not wait:
         return {"submitted": len(jobs)}
-    return wait_slurm(jobs, settings.poll_s, show_progress)
+    return wait_slurm(jobs, settings.poll_s, show_progress, bar_label(opts))
