@@ -28,6 +28,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from generators.models.tiny import bytes_to_unicode
+
 BLIP2_ID = "Salesforce/blip2-flan-t5-xxl"
 
 
@@ -124,19 +126,6 @@ class Captioner:
 # Offline tokenizer and the tiny captioner
 
 
-def _byte_alphabet() -> list[str]:
-    """The 256 printable stand-ins of byte-level BPE (printable Latin-1 as itself, the rest 256+)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    table, shift = {}, 0
-    for b in range(256):
-        if b in printable:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + shift)
-            shift += 1
-    return [table[b] for b in range(256)]
-
-
 def build_byte_tokenizer(specials: list[str], bos: Optional[str], eos: str, append_eos: bool) -> Any:
     """A fast byte-level tokenizer with no merges (one token per byte), built without downloads.
 
@@ -147,7 +136,7 @@ def build_byte_tokenizer(specials: list[str], bos: Optional[str], eos: str, appe
     from transformers import PreTrainedTokenizerFast
 
     vocab = {tok: i for i, tok in enumerate(specials)}
-    for ch in _byte_alphabet():
+    for ch in bytes_to_unicode().values():  # byte order
         vocab[ch] = len(vocab)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>" if "<unk>" in specials else None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

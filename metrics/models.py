@@ -78,20 +78,11 @@ class MetricSetSpec:
 # Parsing
 
 
-def available_sets() -> list[str]:
-    return sorted(p.stem for p in SETS_DIR.glob("*.yaml"))
-
-
 def set_file(models: str | Path) -> Path:
-    p = Path(models)
-    if p.suffix in (".yaml", ".yml") or p.is_file():
-        if not p.is_file():
-            raise UserError(f"metric model set file {p} does not exist")
-        return p.resolve()
-    candidate = SETS_DIR / f"{models}.yaml"
-    if not candidate.is_file():
-        raise UserError(f"unknown metric model set {str(models)!r} (valid: {', '.join(available_sets())}, or a yaml path)")
-    return candidate
+    """The yaml of a metric model set (name in metrics/model_sets/, or a path)."""
+    from generators.models.spec import set_file as generator_set_file
+
+    return generator_set_file(models, SETS_DIR, kind="metric model set")
 
 
 def _check_keys(file: Path, where: str, data: Any, allowed: set[str]) -> dict:

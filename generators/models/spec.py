@@ -99,21 +99,22 @@ _COMPONENT_KEYS = {"id", "revision", "subfolder", "path"}
 _IP_KEYS = _COMPONENT_KEYS | {"weight_name", "image_encoder"}
 
 
-def available_sets() -> list[str]:
-    """Names of the sets shipped in generators/models/sets/."""
-    return sorted(p.stem for p in SETS_DIR.glob("*.yaml"))
+def available_sets(sets_dir: Path = SETS_DIR) -> list[str]:
+    """Names of the sets shipped in `sets_dir` (default generators/models/sets/)."""
+    return sorted(p.stem for p in sets_dir.glob("*.yaml"))
 
 
-def set_file(models: str | Path) -> Path:
-    """The yaml file for a set name or path; UserError listing the valid names otherwise."""
+def set_file(models: str | Path, sets_dir: Path = SETS_DIR, kind: str = "model set") -> Path:
+    """The yaml file for a set name (in `sets_dir`) or path; UserError listing the valid names otherwise."""
     p = Path(models)
     if p.suffix in (".yaml", ".yml") or p.is_file():
         if not p.is_file():
-            raise UserError(f"model set file {p} does not exist")
+            raise UserError(f"{kind} file {p} does not exist")
         return p.resolve()
-    candidate = SETS_DIR / f"{models}.yaml"
+    candidate = sets_dir / f"{models}.yaml"
     if not candidate.is_file():
-        raise UserError(f"unknown model set {str(models)!r} (valid: {', '.join(available_sets())}, or a yaml path)")
+        valid = ", ".join(available_sets(sets_dir))
+        raise UserError(f"unknown {kind} {str(models)!r} (valid: {valid}, or a yaml path)")
     return candidate
 
 

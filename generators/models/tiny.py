@@ -135,7 +135,7 @@ RANDOM_STD = 0.2
 # Tokenizer without downloads
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """CLIP's byte-level alphabet: printable Latin-1 bytes map to themselves, the rest to 256+."""
     printable = set(range(ord("!"), ord("~") + 1)) | set(range(ord("\xa1"), ord("\xac") + 1)) | set(range(ord("\xae"), ord("\xff") + 1))
     table, shift = {}, 0
@@ -152,7 +152,7 @@ def _write_tokenizer(out_dir: Path) -> None:
     """A byte-level CLIPTokenizer with no merges (one token per byte), saved with save_pretrained."""
     from transformers import CLIPTokenizer
 
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     vocab = {c: i for i, c in enumerate(chars)}
     vocab.update({c + "</w>": 256 + i for i, c in enumerate(chars)})
     vocab["<|startoftext|>"] = TEXT["bos_token_id"]
