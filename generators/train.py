@@ -259,17 +259,17 @@ def run_generation(cfg: RunConfig, run_dir: str | Path, *, show_progress: bool =
     from generators.models.loader import load_models
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    status: dict = {"state": STATUS_RUNNING, "method": cfg.method, "prompt": cfg.prompt, "seed": cfg.seed,
-                    "models": cfg.models, "steps": cfg.steps, "config_hash": config_hash(cfg),
-                    "device": str(device)}
-    atomic_write_text(run_dir / RUN_FILES["config"], yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    atomic_write_json(run_dir / RUN_FILES["status"], status)
     t0 = time.perf_counter()
     if models is None:
+        # before anything is written: missing weights (a user error) leave no half-started run behind
         models = load_models(cfg.models, required_components(cfg), device)
-    status["models_resolved"] = getattr(models, "resolved", {})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status: dict = {"state": STATUS_RUNNING, "method": cfg.method, "prompt": cfg.prompt, "seed": cfg.seed,
+                    "models": cfg.models, "steps": cfg.steps, "config_hash": config_hash(cfg),
+                    "device": str(device), "models_resolved": getattr(models, "resolved", {})}
+    atomic_write_text(run_dir / RUN_FILES["config"], yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    atomic_write_json(run_dir / RUN_FILES["status"], status)
 
     bar = None
     progress = None

@@ -149,3 +149,17 @@ def test_cli_methods_lists_every_preset():
     assert r.returncode == 0
     for name in method_names():
         assert name in r.stdout
+
+
+def test_missing_weights_exit_2_and_leave_no_run_behind(tmp_path):
+    env_home = tmp_path / "hf"
+    env_home.mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "HF_HOME": str(env_home)}
+    env.pop("HF_HUB_CACHE", None)
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "generators", "run", "--method", "sds", "--prompt", "a red apple",
+                        "--models", "sd15", "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert r.returncode == 2
+    assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in r.stderr and "make weights MODELS=sd15" in r.stderr
+    assert not out.exists()
