@@ -115,6 +115,9 @@ def _execute_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
         attempts.start(run_dir, opts.executor)
         try:
             status = workload(spec, run_dir, show_progress=opts.show_progress)
+        except UserError as e:  # bad settings or missing weights: a retry would end the same way
+            attempts.finish(run_dir, FAILED, f"{type(e).__name__}: {e}", format_traceback(e))
+            return FAILED
         except Exception as e:  # recorded and retried; the next run goes on regardless
             attempts.finish(run_dir, FAILED, f"{type(e).__name__}: {e}", format_traceback(e))
             continue

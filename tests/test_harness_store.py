@@ -103,3 +103,19 @@ def test_an_interrupted_attempt_is_marked_and_does_not_count_as_a_failure(tmp_pa
     assert execute_run(spec, WorkerOptions(results=str(results), max_attempts=1, workload=COUNTER)) == DONE
     a = Attempts.read(run_dir)
     assert [h["outcome"] for h in a.history] == ["interrupted", DONE] and a.failures == 0
+
+
+def raises_user_error(spec, run_dir, show_progress=False):
+    """A workload whose run can never succeed as configured (missing weights, bad settings)."""
+    from generators.errors import MissingWeightsError
+
+    raise MissingWeightsError("stable-diffusion-v1-5/stable-diffusion-v1-5 is not on this machine")
+
+
+def test_a_user_error_is_recorded_once_and_not_retried(tmp_path):
+    (spec,) = _specs(tmp_path, ["a red apple"])
+    opts = WorkerOptions(results=str(tmp_path / "r"), max_attempts=3,
+                         workload=f"{__name__}:raises_user_error")
+    assert execute_run(spec, opts) == FAILED
+    attempts = json.loads((spec.run_dir(opts.results) / "attempts.json").read_text())
+    assert attempts["count"] == 1 and attempts["last_reason"].startswith("MissingWeightsError")
