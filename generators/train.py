@@ -228,6 +228,8 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
                 _check_finite(f"Gaussian {name}", p, step)
 
         state.step = step + 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # so step_time_s is this step's GPU work, not queued work
         row = {
             "step": step,
             "loss": loss.item(),

@@ -67,7 +67,7 @@ def test_other_bad_sets(tmp_path):
         load_set_spec(_write(tmp_path, "base: {id: a/b}\ncodec: {kind: jpeg}\n"))
     with pytest.raises(UserError, match="weight_name"):
         load_set_spec(_write(tmp_path, "base: {id: a/b}\nip_adapter: {id: h94/IP-Adapter}\n"))
-    with pytest.raises(UserError, match="sd15, sd21"):
+    with pytest.raises(UserError, match="sd15, sd15-random, sd21"):
         load_set_spec("no-such-set")
 
 

@@ -1,20 +1,30 @@
-"""The embedded `tiny` model set: every network of the real sets with tiny random weights.
+"""Embedded random-weight model sets: every network of the real sets, built without downloads.
+
+Two size profiles share one builder:
+
+    tiny  the `tiny` set: SD 1.5's architecture families at tiny widths, for CPU tests
+    sd15  the `sd15-random` set: SD 1.5 / IP-Adapter-Plus / ViT-H/14 / ControlNet at their real
+          sizes with random weights, so a GPU gives true per-step timings (no Shap-E, no depth
+          detector: the benchmark uses `init.kind: ball`). 8.4 GB in fp32 (4.2 GB with
+          --dtype float16); about 80 s to build on a 2-core CPU, 6.7 GB peak memory.
 
 The set is written to disk in the Hugging Face layout (`save_pretrained`) and loaded back by
 the very same loader as the real sets, so CPU tests exercise the real loading code:
 
     <dir>/base/          StableDiffusionPipeline folder (unet, vae, text_encoder, tokenizer, scheduler)
-    <dir>/ip_adapter/    ip-adapter-plus_tiny.safetensors + image_encoder/
+    <dir>/ip_adapter/    ip-adapter-plus_tiny.safetensors (sd15: ..._sd15) + image_encoder/
     <dir>/controlnet/    ControlNetModel
-    <dir>/shap_e/        ShapEPipeline folder
-    <dir>/control_detector/  DPTForDepthEstimation (hybrid BiT + ViT, like Intel/dpt-hybrid-midas) + DPTImageProcessor
-    <dir>/tiny_set.json  builder version + seed (a stale cache is rebuilt)
+    <dir>/shap_e/        ShapEPipeline folder (tiny only)
+    <dir>/control_detector/ (tiny only)  DPTForDepthEstimation (hybrid BiT + ViT, like Intel/dpt-hybrid-midas) + DPTImageProcessor
+    <dir>/tiny_set.json  builder version + seed (+ profile, dtype) (a stale cache is rebuilt)
 
 The architecture families match SD 1.5 (UNet block structure, 8x VAE, CLIP text encoder,
 IP-Adapter-Plus Resampler, ControlNet built from the UNet, Shap-E prior + renderer, DPT-Hybrid
-depth network); only the widths are tiny. Everything is deterministic from the seed.
+depth network); in the tiny profile only the widths are tiny. Everything is deterministic from
+the seed (per profile and dtype).
 
     python -m generators.models.tiny build [DIR]
+    python -m generators.models.tiny build --profile sd15 [--dtype float16] [DIR]
 """
 
 from __future__ import annotations
@@ -24,7 +34,9 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -129,6 +141,62 @@ DETECTOR_DEPTH_SCALE = 100.0
 # std of the random weights that the diffusers inits would leave at zero (IP K/V, ControlNet
 # zero-convs): large enough that an image or control map measurably changes the UNet output.
 RANDOM_STD = 0.2
+
+
+# ----------------------------------------------------------------------------------------------
+# The sd15 profile: the real sizes (diffusers' / transformers' configs of the released weights)
+
+SD15_CROSS_DIM = 768  # CLIP ViT-L/14 text width = SD 1.5 cross_attention_dim
+SD15_UNET = dict(UNET, sample_size=64, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+                 cross_attention_dim=SD15_CROSS_DIM, attention_head_dim=8, norm_num_groups=32)
+SD15_VAE = dict(VAE, block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32, sample_size=512)
+# CLIP ViT-L/14 text encoder. The tiny byte-level tokenizer is reused (ids 0..513, its own
+# <|startoftext|>/<|endoftext|> ids): the real vocabulary size keeps the embedding table at its
+# real size, the rows above 513 are simply never looked up.
+SD15_TEXT = dict(TEXT, vocab_size=49408, hidden_size=SD15_CROSS_DIM, intermediate_size=3072, num_hidden_layers=12,
+                 num_attention_heads=12, projection_dim=SD15_CROSS_DIM)
+# OpenCLIP ViT-H/14 as h94/IP-Adapter's models/image_encoder (CLIPVisionModelWithProjection, GELU)
+SD15_VISION = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
+                   image_size=224, patch_size=14, projection_dim=1024, hidden_act="gelu", layer_norm_eps=1e-5)
+# ip-adapter-plus_sd15: 16 queries of width 768 = 12 heads x 64, depth 4, ff_mult 4
+SD15_RESAMPLER = dict(hidden=768, heads=12, queries=16, depth=4, ff_mult=4)
+
+
+@dataclass(frozen=True)
+class SizeProfile:
+    """The widths of every network one builder profile writes."""
+
+    name: str
+    folder: str  # the set's folder in the model cache
+    cross_dim: int  # text width = UNet cross_attention_dim = IP token width
+    unet: dict
+    vae: dict
+    text: dict
+    vision: dict
+    resampler: dict
+    ip_weight_name: str
+    controlnet_cond_channels: Optional[tuple]  # None: diffusers' default (16, 32, 96, 256)
+    # std of the random weights the inits leave at zero (IP K/V, ControlNet zero-convs); with
+    # random_std_per_fan_in it is divided by sqrt(fan_in), so full-width layers keep unit-scale
+    # outputs (an absolute 0.2 on 1280 inputs would push fp16 activations towards overflow)
+    random_std: float
+    random_std_per_fan_in: bool
+    shap_e: bool  # build the Shap-E pipeline
+    control_detector: bool  # build the DPT depth network
+
+
+TINY = SizeProfile(
+    name="tiny", folder="tiny", cross_dim=CROSS_DIM, unet=UNET, vae=VAE, text=TEXT, vision=VISION, resampler=RESAMPLER,
+    ip_weight_name=IP_WEIGHT_NAME, controlnet_cond_channels=CONTROLNET_COND_CHANNELS, random_std=RANDOM_STD,
+    random_std_per_fan_in=False, shap_e=True, control_detector=True,
+)
+SD15 = SizeProfile(
+    name="sd15", folder="sd15-random", cross_dim=SD15_CROSS_DIM, unet=SD15_UNET, vae=SD15_VAE, text=SD15_TEXT,
+    vision=SD15_VISION, resampler=SD15_RESAMPLER, ip_weight_name="ip-adapter-plus_sd15.safetensors",
+    controlnet_cond_channels=None, random_std=1.0, random_std_per_fan_in=True, shap_e=False, control_detector=False,
+)
+PROFILES = {p.name: p for p in (TINY, SD15)}
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,22 +334,29 @@ def _seeded(seed: int, offset: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1000 + offset)
 
 
-def _randomise_(tensors: list[torch.Tensor], gen: torch.Generator) -> None:
+def _random_scale(profile: SizeProfile, fan_in: int) -> float:
+    return profile.random_std / fan_in**0.5 if profile.random_std_per_fan_in else profile.random_std
+
+
+def _randomise_(tensors: list[torch.Tensor], gen: torch.Generator, profile: SizeProfile) -> None:
+    """Redraw weights [out, in, ...] as N(0, std^2), std from the profile (fan_in = in * kernel)."""
     with torch.no_grad():
         for t in tensors:
-            t.copy_(torch.randn(t.shape, generator=gen) * RANDOM_STD)
+            t.copy_(torch.randn(t.shape, generator=gen) * _random_scale(profile, t[0].numel()))
 
 
-def _build_base(out: Path, seed: int):
+def _build_base(out: Path, seed: int, profile: SizeProfile, dtype: torch.dtype):
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     _seeded(seed, 1)
-    unet = UNet2DConditionModel(**UNET)
+    unet = UNet2DConditionModel(**profile.unet)
     _seeded(seed, 2)
-    vae = AutoencoderKL(**VAE)
+    vae = AutoencoderKL(**profile.vae)
     _seeded(seed, 3)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**profile.text))
+    for module in (unet, vae, text_encoder):
+        module.to(dtype)  # a no-op in float32; ControlNet.from_unet then copies the saved values
     tok_dir = out / "_tokenizer"
     _write_tokenizer(tok_dir)
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
@@ -303,9 +378,10 @@ def _build_base(out: Path, seed: int):
     return unet
 
 
-def _resampler_state(gen: torch.Generator, embed_dim: int) -> dict[str, torch.Tensor]:
+def resampler_state(gen: torch.Generator, embed_dim: int, profile: SizeProfile = TINY) -> dict[str, torch.Tensor]:
     """IP-Adapter-Plus `image_proj` weights in the original (h94) key layout."""
-    H, h, Q = RESAMPLER["hidden"], RESAMPLER["heads"], RESAMPLER["queries"]
+    R, D = profile.resampler, profile.cross_dim
+    H, h, Q = R["hidden"], R["heads"], R["queries"]
     inner = 64 * h  # diffusers fixes dim_head at 64
 
     def lin(rows: int, cols: int) -> torch.Tensor:
@@ -315,12 +391,12 @@ def _resampler_state(gen: torch.Generator, embed_dim: int) -> dict[str, torch.Te
         "latents": torch.randn(1, Q, H, generator=gen) / H**0.5,
         "proj_in.weight": lin(H, embed_dim),
         "proj_in.bias": torch.zeros(H),
-        "proj_out.weight": lin(CROSS_DIM, H),
-        "proj_out.bias": torch.zeros(CROSS_DIM),
-        "norm_out.weight": torch.ones(CROSS_DIM),
-        "norm_out.bias": torch.zeros(CROSS_DIM),
+        "proj_out.weight": lin(D, H),
+        "proj_out.bias": torch.zeros(D),
+        "norm_out.weight": torch.ones(D),
+        "norm_out.bias": torch.zeros(D),
     }
-    for i in range(RESAMPLER["depth"]):
+    for i in range(R["depth"]):
         p = f"layers.{i}"
         for norm in (f"{p}.0.norm1", f"{p}.0.norm2", f"{p}.1.0"):
             sd[f"{norm}.weight"] = torch.ones(H)
@@ -328,44 +404,60 @@ def _resampler_state(gen: torch.Generator, embed_dim: int) -> dict[str, torch.Te
         sd[f"{p}.0.to_q.weight"] = lin(inner, H)
         sd[f"{p}.0.to_kv.weight"] = lin(2 * inner, H)
         sd[f"{p}.0.to_out.weight"] = lin(H, inner)
-        sd[f"{p}.1.1.weight"] = lin(RESAMPLER["ff_mult"] * H, H)
-        sd[f"{p}.1.3.weight"] = lin(H, RESAMPLER["ff_mult"] * H)
+        sd[f"{p}.1.1.weight"] = lin(R["ff_mult"] * H, H)
+        sd[f"{p}.1.3.weight"] = lin(H, R["ff_mult"] * H)
     return sd
 
 
-def _build_ip_adapter(out: Path, seed: int, unet) -> None:
+def ip_kv_layers(unet) -> list[tuple[int, str, int]]:
+    """(index, attention module name, hidden width) of every cross-attention of the UNet.
+
+    ip_adapter keys: processors numbered in unet.attn_processors order, attn1 even, attn2 odd
+    (the original IP-Adapter ModuleList); only cross-attention gets image K/V projections
+    `ip_adapter.<index>.to_{k,v}_ip.weight` [hidden, cross_dim].
+    """
+    modules = dict(unet.named_modules())
+    layers = []
+    for index, name in enumerate(unet.attn_processors):
+        if name.endswith("attn2.processor"):
+            module = name[: -len(".processor")]
+            layers.append((index, module, modules[module].to_q.out_features))
+    return layers
+
+
+def _build_ip_adapter(out: Path, seed: int, unet, profile: SizeProfile, dtype: torch.dtype) -> None:
     from safetensors.torch import save_file
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     _seeded(seed, 4)
-    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**VISION))
-    encoder.save_pretrained(out / "ip_adapter" / "image_encoder")
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**profile.vision))
+    encoder.to(dtype).save_pretrained(out / "ip_adapter" / "image_encoder")
+    del encoder  # ViT-H/14 is 2.5 GB in fp32: free it before the ControlNet copy of the UNet
     gen = _seeded(seed, 5)
-    tensors = {f"image_proj.{k}": v for k, v in _resampler_state(gen, VISION["hidden_size"]).items()}
-    # ip_adapter keys: processors numbered in unet.attn_processors order, attn1 even, attn2 odd
-    # (the original IP-Adapter ModuleList); only cross-attention gets image K/V projections.
-    modules = dict(unet.named_modules())
-    for index, name in enumerate(unet.attn_processors):
-        if not name.endswith("attn2.processor"):
-            continue
-        hidden = modules[name[: -len(".processor")]].to_q.out_features
+    tensors = {f"image_proj.{k}": v for k, v in resampler_state(gen, profile.vision["hidden_size"], profile).items()}
+    D = profile.cross_dim
+    for index, _, hidden in ip_kv_layers(unet):
         for kv in ("to_k_ip", "to_v_ip"):
-            tensors[f"ip_adapter.{index}.{kv}.weight"] = torch.randn(hidden, CROSS_DIM, generator=gen) * RANDOM_STD
+            tensors[f"ip_adapter.{index}.{kv}.weight"] = torch.randn(hidden, D, generator=gen) * _random_scale(profile, D)
     (out / "ip_adapter").mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / "ip_adapter" / IP_WEIGHT_NAME), metadata={"format": "pt"})
+    save_file({k: v.to(dtype).contiguous() for k, v in tensors.items()}, str(out / "ip_adapter" / profile.ip_weight_name),
+              metadata={"format": "pt"})
 
 
-def _build_controlnet(out: Path, seed: int, unet) -> None:
+def _build_controlnet(out: Path, seed: int, unet, profile: SizeProfile, dtype: torch.dtype) -> None:
     from diffusers import ControlNetModel
 
     gen = _seeded(seed, 6)
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONTROLNET_COND_CHANNELS)
+    extra = {}
+    if profile.controlnet_cond_channels is not None:
+        extra["conditioning_embedding_out_channels"] = profile.controlnet_cond_channels
+    controlnet = ControlNetModel.from_unet(unet, **extra)
     # from_unet zero-initialises the output convs (a fresh ControlNet is a no-op); random
     # weights make the control map visible in the UNet output, as with trained weights.
     zero_init = [m.weight for m in controlnet.controlnet_down_blocks] + [controlnet.controlnet_mid_block.weight]
     zero_init.append(controlnet.controlnet_cond_embedding.conv_out.weight)
-    _randomise_(zero_init, gen)
-    controlnet.save_pretrained(out / "controlnet")
+    _randomise_(zero_init, gen, profile)
+    controlnet.to(dtype).save_pretrained(out / "controlnet")
 
 
 def _build_shap_e(out: Path, seed: int) -> None:
@@ -435,21 +527,43 @@ def _build_control_detector(out: Path, seed: int) -> None:
     DPTImageProcessor(**DETECTOR_PROCESSOR).save_pretrained(out / "control_detector")
 
 
-def build_tiny_set(out_dir: Path, seed: int = 0) -> Path:
-    """Write every tiny network under `out_dir` in the Hugging Face layout (deterministic)."""
+def _stamp(profile: SizeProfile, seed: int, dtype: str) -> dict:
+    # The tiny fp32 stamp predates profiles and is kept as it was, so cached tiny sets stay
+    # current and a tiny build stays byte-identical.
+    if profile is TINY and dtype == "float32":
+        return {"version": TINY_SET_VERSION, "seed": seed}
+    return {"version": TINY_SET_VERSION, "seed": seed, "profile": profile.name, "dtype": dtype}
+
+
+def build_set(out_dir: Path, seed: int = 0, profile: SizeProfile = TINY, dtype: str = "float32") -> Path:
+    """Write every network of `profile` under `out_dir` in the Hugging Face layout (deterministic).
+
+    `dtype` is the dtype of the saved weights ("float32" or "float16"); the random draws are
+    made in float32 either way.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    torch_dtype = DTYPES[dtype]
     rng_state = torch.get_rng_state()
     try:
-        unet = _build_base(out_dir, seed)
-        _build_ip_adapter(out_dir, seed, unet)
-        _build_controlnet(out_dir, seed, unet)
-        _build_shap_e(out_dir, seed)
-        _build_control_detector(out_dir, seed)
+        unet = _build_base(out_dir, seed, profile, torch_dtype)
+        _build_ip_adapter(out_dir, seed, unet, profile, torch_dtype)
+        _build_controlnet(out_dir, seed, unet, profile, torch_dtype)
+        if profile.shap_e:
+            _build_shap_e(out_dir, seed)
+        if profile.control_detector:
+            _build_control_detector(out_dir, seed)
     finally:
         torch.set_rng_state(rng_state)  # building must not disturb the caller's random stream
-    atomic_write_json(out_dir / STAMP_FILE, {"version": TINY_SET_VERSION, "seed": seed})
+    atomic_write_json(out_dir / STAMP_FILE, _stamp(profile, seed, dtype))
     return out_dir
+
+
+def build_tiny_set(out_dir: Path, seed: int = 0) -> Path:
+    """Write every tiny network under `out_dir` in the Hugging Face layout (deterministic)."""
+    return build_set(out_dir, seed, TINY)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -462,16 +576,18 @@ def model_cache_root() -> Path:
     return Path(env) if env else REPO_ROOT / ".cache" / "models"
 
 
-def _is_current(folder: Path, seed: int) -> bool:
+def _is_current(folder: Path, seed: int, profile: SizeProfile = TINY, dtype: Optional[str] = "float32") -> bool:
+    """Whether `folder` holds a finished build of this version, seed and profile (any dtype if None)."""
     try:
         stamp = json.loads((folder / STAMP_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return stamp == {"version": TINY_SET_VERSION, "seed": seed}
+    dtypes = DTYPES if dtype is None else (dtype,)
+    return any(stamp == _stamp(profile, seed, d) for d in dtypes)
 
 
-def ensure_tiny_set(cache_root: Path | None = None, seed: int = 0) -> Path:
-    """The folder of the tiny set, building it first if it is missing or stale.
+def _ensure(cache_root: Optional[Path], seed: int, profile: SizeProfile, dtype: Optional[str], build) -> Path:
+    """The cached folder of `profile`, built by `build(out, seed)` first if missing or stale.
 
     Concurrent workers are safe: a file lock serialises builders, the set is built in a
     temporary folder beside the target and renamed into place, so a reader sees either no
@@ -480,20 +596,21 @@ def ensure_tiny_set(cache_root: Path | None = None, seed: int = 0) -> Path:
     from filelock import FileLock
 
     root = Path(cache_root) if cache_root is not None else model_cache_root()
-    target = root / "tiny"
-    if _is_current(target, seed):
+    name = profile.folder
+    target = root / name
+    if _is_current(target, seed, profile, dtype):
         return target
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / ".tiny.lock")):
-        if _is_current(target, seed):  # another worker built it while we waited
+    with FileLock(str(root / f".{name}.lock")):
+        if _is_current(target, seed, profile, dtype):  # another worker built it while we waited
             return target
-        print(f"[models] building the embedded tiny model set in {target} (seed {seed}) ...", file=sys.stderr, flush=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tiny.build.", dir=root))
+        print(f"[models] building the embedded {name} model set in {target} (seed {seed}) ...", file=sys.stderr, flush=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.build.", dir=root))
         try:
-            build_tiny_set(tmp, seed)
+            build(tmp, seed)
             if target.exists():  # stale: move aside first so the rename below is atomic
-                old = Path(tempfile.mkdtemp(prefix=".tiny.old.", dir=root))
-                os.replace(target, old / "tiny")
+                old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=root))
+                os.replace(target, old / name)
                 shutil.rmtree(old, ignore_errors=True)
             os.replace(tmp, target)
         finally:
@@ -501,20 +618,44 @@ def ensure_tiny_set(cache_root: Path | None = None, seed: int = 0) -> Path:
     return target
 
 
+def ensure_tiny_set(cache_root: Path | None = None, seed: int = 0) -> Path:
+    """The folder of the tiny set (`<cache>/tiny`), building it first if it is missing or stale."""
+    # looked up at call time (not bound here) so tests can wrap build_tiny_set
+    return _ensure(cache_root, seed, TINY, "float32", lambda out, s: build_tiny_set(out, s))
+
+
+def ensure_sd15_random_set(cache_root: Path | None = None, seed: int = 0, dtype: Optional[str] = None) -> Path:
+    """The folder of the full-size random set (`<cache>/sd15-random`), building it if missing or stale.
+
+    dtype None accepts a cached build of either dtype (`build --profile sd15 --dtype float16`
+    writes a 4.2 GB one for GPU use) and builds float32 (8.4 GB) when there is none.
+    """
+    build_dtype = dtype or "float32"
+    return _ensure(cache_root, seed, SD15, dtype, lambda out, s: build_set(out, s, SD15, build_dtype))
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m generators.models.tiny", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="build the tiny set into DIR (default: the model cache)")
+    b = sub.add_parser("build", help="build a random-weight set into DIR (default: the model cache)")
     b.add_argument("dir", nargs="?", type=Path, default=None)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--profile", choices=sorted(PROFILES), default="tiny",
+                   help="tiny: the `tiny` set; sd15: the full-size `sd15-random` set (8.4 GB in fp32)")
+    b.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="dtype of the saved weights")
     args = parser.parse_args(argv)
+    profile = PROFILES[args.profile]
     if args.dir is None:
-        path = ensure_tiny_set(seed=args.seed)
+        if profile is TINY and args.dtype == "float32":
+            path = ensure_tiny_set(seed=args.seed)
+        else:
+            path = _ensure(None, args.seed, profile, args.dtype, lambda out, s: build_set(out, s, profile, args.dtype))
     else:
-        print(f"[models] building the tiny model set in {args.dir} (seed {args.seed}) ...", file=sys.stderr, flush=True)
-        path = build_tiny_set(args.dir, args.seed)
+        print(f"[models] building the {profile.name} model set in {args.dir} (seed {args.seed}, {args.dtype}) ...",
+              file=sys.stderr, flush=True)
+        path = build_set(args.dir, args.seed, profile, args.dtype)
     print(path)
     return 0
 

@@ -1,6 +1,14 @@
 """Benchmark: seconds per optimisation step of each method on the same model set and device (not a test).
 
     PYTHONPATH=. python tests/perf/bench_methods.py [--models tiny] [--steps 12] [--warmup 2]
+    PYTHONPATH=. python tests/perf/bench_methods.py --models sd15-random --device cuda
+
+`--models sd15-random` runs the real SD 1.5 / IP-Adapter-Plus / ViT-H / ControlNet sizes with
+random weights at the paper's settings (4 views, 1024 px renders, 512 px VAE input, a 100k
+Gaussian ball init): true GPU timings without downloads. The set is built into the model cache
+on first use (8.4 GB fp32; `python -m generators.models.tiny build --profile sd15 --dtype float16`
+builds a 4.2 GB fp16 copy first, which loads faster). Every method loads its own copy of the
+networks twice (once to train, once untrained for the guidance timing), in cuda_dtype (fp16).
 
 The issue's targets, per step on the same model set and device: anchords-ipa within 1.10x of sds,
 anchords-ipa-finetune within 1.25x (the released code: 25 -> 30 min, 1.20x). Each method runs the
@@ -87,18 +95,24 @@ def main() -> None:
     configs, models = {}, {}
     for method in args.methods.split(","):
         cfg = resolve_run_config(method, prompt="a red apple", models=args.models,
-                                 overrides={**parse_dotted(args.overrides), "steps": args.steps,
+                                 overrides={**parse_dotted(args.overrides), "steps": args.steps, "log_every": 1,
                                             "checkpoint_every": 10**9, "device": device.type})
         configs[method] = cfg
+        t_load = time.perf_counter()
         models[method] = load_models(cfg.models, required_components(cfg), device)  # own copy: some train
+        load_s = time.perf_counter() - t_load
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)  # the per-method peak (other methods' copies included)
         with tempfile.TemporaryDirectory() as tmp:
             state = train(cfg, models[method], Path(tmp), device)
         step_times = [r["step_time_s"] for r in state.log[args.warmup:]]
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else (
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         rows.append({"method": method, "seconds_per_step": statistics.median(step_times),
-                     "num_gaussians": len(state.gaussians), "peak_memory_mb_so_far": peak})
+                     "num_gaussians": len(state.gaussians), "peak_memory_mb_so_far": peak, "load_seconds": load_s})
         print(f"{method:<24} {rows[-1]['seconds_per_step']:.3f} s/step (whole step)", flush=True)
+        models[method] = None  # free the trained copy before loading the next (full-size sets on a GPU)
+        del state
         models[method] = load_models(cfg.models, required_components(cfg), device)  # untrained again
     guide = guidance_seconds_interleaved(configs, models, device, rounds=args.rounds)
     for r in rows:
