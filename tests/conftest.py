@@ -19,3 +19,14 @@ def _torch_threads():
     torch.set_num_threads(int(os.environ.get("ANCHORDS_TEST_THREADS", "1")))
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def offline_home(tmp_path, monkeypatch):
+    """An empty Hugging Face home, offline: tests write a hand-made hub cache into it."""
+    home = tmp_path / "hf_home"
+    (home / "hub").mkdir(parents=True)
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home

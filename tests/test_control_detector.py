@@ -213,16 +213,6 @@ def test_a_set_without_the_component_is_a_user_error():
         load_models("toy", {"control_detector"}, "cpu")
 
 
-@pytest.fixture
-def offline_home(tmp_path, monkeypatch):
-    home = tmp_path / "hf_home"
-    (home / "hub").mkdir(parents=True)
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return home
-
-
 def _set_with_hub_detector(tmp_path):
     """A set whose base is the tiny folder and whose detector is named by the real hub id."""
     spec = load_set_spec("sd15").control_detector

@@ -32,16 +32,6 @@ def _snapshot(hub, repo_id: str, rev: str):
     return snap
 
 
-@pytest.fixture
-def offline_home(tmp_path, monkeypatch):
-    home = tmp_path / "hf_home"
-    (home / "hub").mkdir(parents=True)
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return home
-
-
 def test_sd15_loads_by_hub_id_and_records_the_snapshot_revision(offline_home, tiny_root):
     hub = offline_home / "hub"
     base = _snapshot(hub, "stable-diffusion-v1-5/stable-diffusion-v1-5", BASE_REV)
