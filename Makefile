@@ -8,8 +8,10 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONPATH := $(CURDIR)
 
 # Variables of `make benchmark` / `make status` (empty = the job file's or the method's default);
-# `make demo` runs jobs/smoke.yaml, or one METHOD of it.
+# `make demo` runs ToyBench on CPU (jobs/toybench-demo.yaml: generate, score, report), or one METHOD
+# of it; `make demo SMOKE=1` the tiny-model smoke job (jobs/smoke.yaml).
 METHOD ?=
+SMOKE ?=
 MODELS ?=
 PROMPTS ?=
 SEEDS ?=
@@ -25,7 +27,8 @@ EVAL_MODELS ?= t3bench
 .PHONY: help install demo benchmark status eval report test test-fast perf weights weights-eval methods toyworld-train clean-demo
 
 help:
-	@echo "make demo     run the demo job (sds on the embedded tiny models, CPU, one prompt per T3Bench category)"
+	@echo "make demo     ToyBench on CPU: 5 methods on the self-trained ToyWorld prior, scored and reported (~10 min)"
+	@echo "make demo SMOKE=1   the tiny-model smoke job instead (whole real-model pipeline, random weights)"
 	@echo "make benchmark METHOD=anchords-ipa-finetune   one method over the 300 T3Bench prompts"
 	@echo "make benchmark JOB=jobs/paper-table1.yaml EXECUTOR=slurm   a job file (several methods)"
 	@echo "               variables: PROMPTS SEEDS=0,1,2 MODELS EXECUTOR=local|ray|slurm LIMIT STEPS RESULTS"
@@ -49,7 +52,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m harness demo --out $(OUT) $(if $(METHOD),--method $(METHOD)) $(if $(MODELS),--models $(MODELS)) \
+	$(PY) -m harness demo --out $(OUT) $(if $(SMOKE),--smoke) $(if $(METHOD),--method $(METHOD)) $(if $(MODELS),--models $(MODELS)) \
 		$(if $(PROMPTS),--suite $(PROMPTS)) $(if $(STEPS),--steps $(STEPS))
 
 # Prompts and settings travel as single arguments to python (never through a shell of ours).

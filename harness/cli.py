@@ -6,7 +6,7 @@
     python -m harness status [JOB]                                          # done/running/failed/pending
     python -m harness eval JOB [--models t3bench] [--executor slurm]        # score the job's finished runs
     python -m harness report JOB                                            # tables, figures, gaps
-    python -m harness demo                                                  # the smoke job on CPU
+    python -m harness demo [--smoke]                                        # ToyBench (or the tiny smoke job) on CPU
 
 Errors a user can cause print one message and exit with code 2; a benchmark exits 0 when every
 run of its job is done, 1 otherwise; an eval exits 0 when every generated run is scored.
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="score the finished runs of a job (resumable: scored stages are kept)")
     e.add_argument("job", help="job name (saved plan in RESULTS/<job>/, or jobs/<job>.yaml) or a job file")
     e.add_argument("--models", default="t3bench", help="metric model set (default t3bench; tiny for CPU tests)")
-    e.add_argument("--stages", default=None, help="comma-separated subset of quality,alignment,clip (default all)")
+    e.add_argument("--stages", default=None, help="comma-separated subset of quality,alignment,clip,toybench (default: the metric set's stages)")
     e.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="evaluation config override, e.g. quality.width=256 (repeatable)")
@@ -82,10 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("job", help="job name or job file")
     r.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
 
-    d = sub.add_parser("demo", help="the smoke job (tiny models, demo prompts) on this machine")
-    d.add_argument("--method", default=None, help="one method instead of the smoke job's")
-    d.add_argument("--models", default=None, help="model set (default: the smoke job's, tiny)")
-    d.add_argument("--suite", default=None, help="prompt suite name or .txt path (default: demo)")
+    d = sub.add_parser("demo", help="ToyBench on CPU: generate, score, report (jobs/toybench-demo.yaml)")
+    d.add_argument("--smoke", action="store_true",
+                   help="the tiny-model smoke job instead (jobs/smoke.yaml: the real-model pipeline, no meaningful shapes)")
+    d.add_argument("--method", default=None, help="one method instead of the job's")
+    d.add_argument("--models", default=None, help="model set (default: the job's: toy, or tiny with --smoke)")
+    d.add_argument("--suite", default=None, help="prompt suite name or .txt path (default: the job's)")
     d.add_argument("--out", type=Path, default=Path("results/demo"), help="results folder (default results/demo)")
     d.add_argument("--steps", type=int, default=None)
     d.add_argument("--seed", type=int, default=None)

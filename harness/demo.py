@@ -1,8 +1,14 @@
-"""`make demo` / `python -m harness demo`: the smoke job (jobs/smoke.yaml) on this machine.
+"""`make demo` / `python -m harness demo`: ToyBench on this machine's CPU, generated, scored, reported.
 
-The smoke job runs methods on the embedded `tiny` models over the demo suite (one prompt per
-T3Bench category) through the same harness as a real benchmark: run store, locks, resume.
-Flags replace the smoke job's settings (one --method instead of its methods, and so on).
+By default the demo runs jobs/toybench-demo.yaml: sds, sds-bridge and AnchorDS-IPA (+ filter,
++ finetune) on ToyWorld's self-trained prior (model set `toy`) over 2 one-object and 2 two-object
+captions, scores the runs with ToyWorld's judge and prior (metric set `toybench`) and writes the
+report (results/demo/toybench-demo/report.md). Every step goes through the same harness as a real
+benchmark: run store, locks, resume; running it again reuses what is finished.
+
+`--smoke` runs jobs/smoke.yaml instead: the embedded `tiny` random models on one prompt per
+T3Bench category, the whole real-model pipeline (Shap-E init, VAE, ...) without meaningful shapes.
+Flags replace the job's settings (one --method instead of its methods, and so on).
 """
 
 from __future__ import annotations
@@ -12,45 +18,73 @@ from pathlib import Path
 
 from generators.errors import UserError
 
-SMOKE_JOB = Path(__file__).resolve().parents[1] / "jobs" / "smoke.yaml"
+JOBS = Path(__file__).resolve().parents[1] / "jobs"
+TOYBENCH_JOB = JOBS / "toybench-demo.yaml"
+SMOKE_JOB = JOBS / "smoke.yaml"
+TOYBENCH_METRICS = "toybench"
 
 DISCLAIMER = (
     "Note: the `tiny` model set is made of tiny RANDOM networks of the real architecture families. "
     "It exercises the whole pipeline (models, Shap-E init, rendering, guidance, densification, "
     "outputs) but makes no meaningful shapes: the demo shows the pipeline, not quality."
 )
+TOY_NOTE = (
+    "ToyWorld is a world of coloured cubes, spheres, cones and tori with a 2M-parameter prior trained "
+    "on CPU: the methods' differences there are real but say nothing directly about Stable Diffusion "
+    "(generators/toyworld/README.md)."
+)
 
 
-def main(args) -> int:
-    """`args`: the parsed `demo` subcommand (method, models, suite, out, steps, seed)."""
-    from harness.benchmark import Settings, benchmark
-    from harness.status import job_status
-    from harness.store import read_json
+def _settings(args, job_file: Path):
+    from harness.benchmark import Settings
+    from harness.jobs import load_job
 
-    settings = Settings(job=str(SMOKE_JOB), name="demo", prompts=args.suite, models=args.models,
-                        steps=args.steps, seeds=[args.seed] if args.seed is not None else None,
-                        results=args.out, executor="local")
+    settings = Settings(job=str(job_file), name=None, prompts=args.suite, models=args.models, steps=args.steps,
+                        seeds=[args.seed] if args.seed is not None else None, results=args.out)
     if args.method:
-        from harness.jobs import load_job
-
-        job = load_job(SMOKE_JOB)
-        # one method instead of the smoke job's: keep the job's settings, swap its methods
+        job = load_job(job_file)
+        # one method instead of the job's: keep the job's settings, swap its methods
         settings.job = None
+        settings.name = f"{job.name}-{args.method}"
         settings.methods = [args.method]
         settings.prompts = args.suite or job.prompts
         settings.models = args.models or job.models
         settings.overrides = dict(job.overrides)
         settings.seeds = settings.seeds or job.seeds
+        settings.executor = job.executor.kind
+    return settings
+
+
+def main(args) -> int:
+    """`args`: the parsed `demo` subcommand (smoke, method, models, suite, out, steps, seed)."""
+    from harness.benchmark import benchmark
+    from harness.status import job_status
+    from harness.store import read_json
+
+    job_file = SMOKE_JOB if args.smoke else TOYBENCH_JOB
     t0 = time.perf_counter()
-    job, specs, _ = benchmark(settings)
+    job, specs, _ = benchmark(_settings(args, job_file))
+    if not specs:
+        raise UserError("the demo planned no runs")
     st = job_status(specs, args.out, job.executor.max_attempts)
-    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s. Outputs (gaussians.ply, views.png, "
-          f"turntable.gif, train_log.parquet, config.yaml, status.json):")
+    print(f"\ngenerated in {time.perf_counter() - t0:.0f} s. Each run folder holds gaussians.ply, views.png, "
+          f"turntable.gif, train_log.parquet, config.yaml, status.json:")
     for spec in specs:
         status = read_json(spec.run_dir(args.out) / "status.json") or {}
         print(f"  {status.get('state', 'pending'):<8} {spec.run_dir(args.out)}")
-    if any(sp.models == "tiny" for sp in specs):
+    if all(sp.models == "tiny" for sp in specs):
         print("\n" + DISCLAIMER)
-    if not specs:
-        raise UserError("the demo planned no runs")
-    return 0 if st.complete else 1
+        return 0 if st.complete else 1
+    if not all(sp.models == "toy" for sp in specs):
+        print("\n(runs on other model sets than `toy`: not scored; use `python -m harness eval` with their metric set)")
+        return 0 if st.complete else 1
+    from harness.evaluate import evaluate_job
+    from harness.report import main as report
+
+    t1 = time.perf_counter()
+    code = evaluate_job(job.name, args.out, models=TOYBENCH_METRICS)
+    print(f"scored in {time.perf_counter() - t1:.0f} s")
+    code = report(["--job", job.name, "--results", str(args.out)]) or code
+    report_md = Path(args.out) / job.name / "report.md"
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s. Report: {report_md}\n{TOY_NOTE}")
+    return code if st.complete else 1

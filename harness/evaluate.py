@@ -65,10 +65,14 @@ def load_job_and_plan(job: str, results: Path) -> tuple[Job, list[RunSpec]]:
     raise UserError(f"no job {job!r}: not a job file, not a job in {results}, not jobs/{job}.yaml")
 
 
-def parse_stages(stages: str | None) -> tuple[str, ...]:
+def parse_stages(stages: str | None, models: str = "t3bench") -> tuple[str, ...]:
+    """The requested stages in canonical order; none requested = the metric set's own stages."""
     from metrics.config import STAGES
+    from metrics.models import load_set_spec
 
-    wanted = [s.strip() for s in (stages or ",".join(STAGES)).split(",") if s.strip()]
+    if stages is None:
+        return load_set_spec(models).stages
+    wanted = [s.strip() for s in stages.split(",") if s.strip()]
     unknown = sorted(set(wanted) - set(STAGES))
     if unknown or not wanted:
         raise UserError(f"unknown stage(s) {', '.join(unknown) or '(none given)'} (valid: {', '.join(STAGES)})")
@@ -135,7 +139,7 @@ def evaluate_job(job: str, results: Path, *, models: str = "t3bench", stages: st
         if executor not in EXECUTOR_KINDS:
             raise UserError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTOR_KINDS)}")
         settings.kind = executor
-    ev = EvalOptions(models=models, stages=parse_stages(stages), device=device, overrides=tuple(overrides or ()),
+    ev = EvalOptions(models=models, stages=parse_stages(stages, models), device=device, overrides=tuple(overrides or ()),
                      force_before=started if force else None)
     plan = plan_eval(specs, results, ev)  # also checks the metric set and the --set overrides
     print(f"eval {j.name}: {len(plan.todo)} run(s) to score (stages {','.join(ev.stages)}, metric models "

@@ -13,6 +13,7 @@
     executor:
       kind: local                      # local | ray | slurm
       max_attempts: 3                  # failures of one run before it is given up
+      local: {workers, threads_per_worker}
       slurm: {partition, time_min, gpus_per_node, mem_gb, cpus_per_task, array_parallelism,
               additional_parameters: {...}}
       ray: {address, num_gpus, num_cpus}
@@ -69,9 +70,16 @@ class RaySettings:
 
 
 @dataclass
+class LocalSettings:
+    workers: int = 1  # runs at once, each in its own process when > 1 (CPU machines: one per core)
+    threads_per_worker: Optional[int] = None  # torch threads of each worker process (default: cores / workers)
+
+
+@dataclass
 class ExecutorSettings:
     kind: str = "local"
     max_attempts: int = 3
+    local: LocalSettings = field(default_factory=LocalSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     ray: RaySettings = field(default_factory=RaySettings)
 

@@ -4,13 +4,21 @@
     paths = build_report("paper-table1", specs_or_run_dirs, "results")
 
 Reads only what the runs left on disk (status.json, config.yaml, metrics.json, views.png) and the
-published numbers in results/reference/*.yaml. Writes, atomically, into RESULTS/<job>/:
+published numbers in results/reference/*.yaml (one exception: the ToyBench grids' ground-truth row
+is drawn by the ToyWorld renderer, metrics.toybench.ground_truth_views, as the metric drew it).
+Writes, atomically, into RESULTS/<job>/:
 
     scores.parquet   one row per planned run (missing and failed runs included, metrics empty)
     report.md        T3Bench table (AnchorDS Table 1 layout) + quality/alignment breakdown,
-                     ablation, CLIP, published reference rows, gaps, protocol note
+                     ablation, CLIP, published reference rows; ToyBench table; gaps, protocol note
     report.html      the same tables with the per-prompt grids
-    figures/t3bench_by_category.png, grids/<category>-<index>-seed<seed>.png
+    toybench.parquet the ToyBench table, long form (one row per method or ground truth x category)
+    figures/t3bench_by_category.png, grids/<category>-<index>-seed<seed>.png,
+    grids/toybench-<category>-<index>-seed<seed>.png
+
+Each benchmark's sections appear when the job has runs of it (harness.report_collect: a ToyBench
+run is one of the toybench prompt categories or the `toy` model set) or scores of it: a T3Bench
+job's report is as it always was, a ToyBench-only job's has no T3Bench tables, and the reverse.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import html
 import io
+import json
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -27,9 +36,10 @@ import yaml
 from generators.errors import UserError
 from generators.io import atomic_write, atomic_write_text
 from harness.report_collect import SCORED, collect_rows
-from harness.report_figures import bar_chart, prompt_grids
-from harness.report_tables import (any_partial, ablation_table, breakdown_table, clip_table, md_table, method_rows,
-                                   t3bench_table)
+from harness.report_figures import bar_chart, prompt_grids, toybench_grids
+from harness.report_tables import (any_partial, ablation_table, breakdown_table, clip_table, is_t3bench_row,
+                                   is_toybench_row, md_table, method_rows, t3bench_table, toybench_frame_rows,
+                                   toybench_partial, toybench_rows, toybench_summary, toybench_table)
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "results" / "reference"
 MAX_GAP_LINES = 300  # gaps listed one per line up to this many; the counts table covers all
@@ -106,6 +116,41 @@ def _protocol_note(rows: list[dict]) -> str:
     ])
 
 
+def _toybench_protocol_note(rows: list[dict]) -> str:
+    def used(key: str) -> str:
+        vals = sorted({str(r[key]) for r in rows if r.get(key)})
+        return ", ".join(f"`{v}`" for v in vals) or "none recorded yet"
+
+    settings = sorted({r["toybench_settings"] for r in rows if r.get("toybench_settings")})
+    cams, janus = "not recorded yet", "`janus_min_fraction`"
+    if settings:
+        s = json.loads(settings[0])
+        cams = (f"{s.get('num_azimuths')} azimuths from {s.get('start_azimuth_deg')} deg x elevations "
+                f"{s.get('elevations_deg')} deg, distance {s.get('distance')}, fov {s.get('fov_y_deg')} deg, "
+                f"{s.get('size')} px")
+        janus = str(s.get("janus_min_fraction", janus))
+        if len(settings) > 1:
+            cams += f" ({len(settings)} different settings among the runs: see scores.parquet, toybench_settings)"
+    return "\n".join([
+        "### ToyBench",
+        "",
+        f"- Views: {cams}, in the world's own frame (no T3Bench normalisation).",
+        "- Alignment: share of views where the judge sees exactly the caption's objects (count, shape and colour). "
+        "Consistency: share of views showing the run's most common judged set. Janus: a second judged set in at "
+        f"least {janus} of the views (rate = share of runs). Quality: colour-area error, lower is better: "
+        "per view, the area of each world colour against the true scene's from the same camera, relative to the "
+        "true scene's object area (0 = right colours at the right size, 1 = as far off as an empty view, above 1 = "
+        "further off than nothing: an oversized object, floaters). A proxy, blind to position and orientation.",
+        "- Ground truth: a ToyWorld sample of the caption (the world's renderer, objects turned and scaled as in the "
+        "prior's training data) from the same cameras, scored the same way "
+        "(each prompt once): the protocol's ceiling, not 100% (the judge misreads some views, objects hide each other).",
+        "- Cells are means over the scored runs (prompts and seeds); `all` pools every run of the method. "
+        "Per-category numbers in toybench.parquet (fractions 0..1), per run in scores.parquet (toybench_*).",
+        f"- Judge: {used('toybench_judge')}; "
+        f"metric model sets: {used('toybench_model_set')}",
+    ])
+
+
 def _gaps(rows: list[dict]) -> str:
     import pandas as pd
 
@@ -140,44 +185,76 @@ def _references_section(refs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Optional[str], grids: list[dict]) -> str:
-    mrows = method_rows(rows)
+def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Optional[str], grids: list[dict],
+                    toy_grids: Optional[list[dict]] = None) -> str:
+    t3_rows = [r for r in rows if is_t3bench_row(r)]
+    mrows = method_rows(t3_rows)
+    trows = toybench_rows(rows)
     by_table = {t: [r for r in refs if r["table"] == t] for t in REFERENCE_TABLES}
     seeds = sorted({r["seed"] for r in rows})
     parts = [f"# Report: {job}", ""]
-    if any_partial(mrows):
+    if t3_rows and any_partial(mrows):
         parts += ["> **PARTIAL RESULTS.** Some cells average fewer runs than the job plans (n=k/N with k < N). "
                   "Partial cells are not comparable with the published full-benchmark numbers. See **Gaps**.", ""]
+    elif toybench_partial(trows):
+        parts += ["> **PARTIAL RESULTS.** Some ToyBench cells average fewer runs than the job plans "
+                  "(n=k/N with k < N). See **Gaps**.", ""]
     metric_sets = {r.get(f"{s}_model_set") for r in rows for s in ("quality", "alignment", "clip")} - {None}
     if "tiny" in metric_sets or any(r.get("models") == "tiny" for r in rows):
         parts += ["> **TINY MODELS.** Some runs were generated or scored with the embedded tiny random models: "
                   "their numbers exercise the pipeline and mean nothing.", ""]
     parts += [f"{len(rows)} planned runs, seeds {seeds}; "
               f"{sum(r['status'] == SCORED for r in rows)} fully scored. Cells: value (n=scored/expected).", ""]
-    parts += ["## T3Bench (AnchorDS Table 1 layout)", "",
-              "Each cell is (Quality + Alignment) / 2 for the category; All is the mean of the three categories.",
-              "", md_table(*t3bench_table(mrows, by_table["t3bench"])), ""]
-    parts += ["### Quality (ImageReward, 20 s + 50)", "", md_table(*breakdown_table(mrows, "quality")), ""]
-    parts += ["### Alignment ((mean rating - 1) / 4 x 100)", "", md_table(*breakdown_table(mrows, "alignment")), ""]
-    ablation = by_table["ablation"][0] if by_table["ablation"] else None
-    parts += ["## Ablation (T3Bench All, gain over SDS)", "", md_table(*ablation_table(mrows, ablation)), ""]
-    clip_ref = by_table["clip"][0] if by_table["clip"] else None
-    parts += ["## CLIP score (mean cosine over the CLIP views)", "", md_table(*clip_table(mrows, rows, clip_ref)), ""]
+    if t3_rows:
+        parts += ["## T3Bench (AnchorDS Table 1 layout)", "",
+                  "Each cell is (Quality + Alignment) / 2 for the category; All is the mean of the three categories.",
+                  "", md_table(*t3bench_table(mrows, by_table["t3bench"])), ""]
+        parts += ["### Quality (ImageReward, 20 s + 50)", "", md_table(*breakdown_table(mrows, "quality")), ""]
+        parts += ["### Alignment ((mean rating - 1) / 4 x 100)", "", md_table(*breakdown_table(mrows, "alignment")), ""]
+        ablation = by_table["ablation"][0] if by_table["ablation"] else None
+        parts += ["## Ablation (T3Bench All, gain over SDS)", "", md_table(*ablation_table(mrows, ablation)), ""]
+        clip_ref = by_table["clip"][0] if by_table["clip"] else None
+        parts += ["## CLIP score (mean cosine over the CLIP views)", "", md_table(*clip_table(mrows, t3_rows, clip_ref)), ""]
+    if trows:
+        parts += ["## ToyBench (ToyWorld judge on 16 views per run)", "",
+                  "Means over the scored runs; n = scored/planned runs (ground truth: prompts). Alignment, consistency "
+                  "and Janus rate in % (higher alignment and consistency and lower Janus are better); quality is the "
+                  "colour-area error, lower is better (1 = as far off as an empty view). The last row is the ToyWorld renderer's own picture of each "
+                  "caption from the same cameras: the protocol's ceiling.",
+                  "", md_table(*toybench_table(trows)), ""]
+        parts += [*toybench_summary(trows), ""]
     parts += ["## Figures", ""]
-    parts.append(f"![T3Bench by category](figures/t3bench_by_category.png)" if chart_note is None
-                 else f"No bar chart: {chart_note}.")
-    parts += ["", f"{len(grids)} per-prompt grids of every method's views in `grids/` (and in report.html).", ""]
-    parts += [_gaps(rows), "", _references_section(refs), "", _protocol_note(rows), ""]
+    if t3_rows:
+        parts.append(f"![T3Bench by category](figures/t3bench_by_category.png)" if chart_note is None
+                     else f"No bar chart: {chart_note}.")
+        parts.append("")
+    parts += [f"{len(grids)} per-prompt grids of every method's views in `grids/` (and in report.html).", ""]
+    if trows:
+        parts += [f"{len(toy_grids or [])} ToyBench grids (per prompt and seed, one row per method with its judged "
+                  "views and numbers, and a last row of the ToyWorld renderer's ground truth from the same cameras) "
+                  "in `grids/toybench-*.png` (and in report.html).", ""]
+    parts += [_gaps(rows), ""]
+    if t3_rows:
+        parts += [_references_section(refs), ""]
+    if t3_rows:
+        parts += [_protocol_note(t3_rows), ""]
+        if trows:
+            parts += [_toybench_protocol_note([r for r in rows if is_toybench_row(r)]), ""]
+    elif trows:
+        parts += ["## Protocol", "", _toybench_protocol_note([r for r in rows if is_toybench_row(r)]), ""]
     return "\n".join(parts)
 
 
-def render_html(job: str, markdown_text: str, grids: list[dict]) -> str:
+def render_html(job: str, markdown_text: str, grids: list[dict], toy_grids: Optional[list[dict]] = None) -> str:
     """A static page: the report's tables (as preformatted markdown tables) and every grid."""
     body = [f"<h1>Report: {html.escape(job)}</h1>", "<pre>", html.escape(markdown_text), "</pre>", "<h2>Per-prompt views</h2>"]
-    for g in grids:
-        body.append(f"<figure><img src='grids/{html.escape(g['file'])}' style='max-width:100%'>"
-                    f"<figcaption>{html.escape(g['category'])} #{g['prompt_index']} seed {g['seed']}: "
-                    f"{html.escape(g['prompt'])}</figcaption></figure>")
+    for title, gs in ((None, grids), ("ToyBench: judged views, one row per method", toy_grids or [])):
+        if title and gs:
+            body.append(f"<h2>{html.escape(title)}</h2>")
+        for g in gs:
+            body.append(f"<figure><img src='grids/{html.escape(g['file'])}' style='max-width:100%'>"
+                        f"<figcaption>{html.escape(g['category'])} #{g['prompt_index']} seed {g['seed']}: "
+                        f"{html.escape(g['prompt'])}</figcaption></figure>")
     return "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(job) + \
         "</title></head><body>" + "\n".join(body) + "</body></html>\n"
 
@@ -196,7 +273,8 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
                  reference_dir: Path = REFERENCE_DIR) -> dict:
     """Collect every run (RunSpecs of the job's plan, or run directories) and write the report.
 
-    Returns {scores, report, html, chart (None when not drawn), grids: [paths]}.
+    Returns {scores, report, html, chart (None when not drawn), grids: [paths],
+    toybench (toybench.parquet, None without ToyBench runs), toybench_grids: [paths]}.
     """
     results = Path(results_dir)
     runs = list(runs)
@@ -206,15 +284,24 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
     refs = load_references(reference_dir)
     out = results / job_name
     write_scores(rows, out / "scores.parquet")
+    t3_rows = [r for r in rows if is_t3bench_row(r)]
     chart = out / "figures" / "t3bench_by_category.png"
-    chart_note = bar_chart(method_rows(rows), chart)
+    chart_note = bar_chart(method_rows(t3_rows), chart) if t3_rows else "no T3Bench runs"
     labels = list(dict.fromkeys(r["label"] for r in rows))
     grids = prompt_grids(rows, labels, out / "grids")
-    text = render_markdown(job_name, rows, refs, chart_note, grids)
+    toy = [r for r in rows if is_toybench_row(r)]
+    trows = toybench_rows(rows)
+    toy_grids = toybench_grids(toy, list(dict.fromkeys(r["label"] for r in toy)), out / "grids") if toy else []
+    toy_table = None
+    if trows:
+        toy_table = out / "toybench.parquet"
+        write_scores(toybench_frame_rows(trows), toy_table)
+    text = render_markdown(job_name, rows, refs, chart_note, grids, toy_grids)
     atomic_write_text(out / "report.md", text)
-    atomic_write_text(out / "report.html", render_html(job_name, text, grids))
+    atomic_write_text(out / "report.html", render_html(job_name, text, grids, toy_grids))
     return {"scores": out / "scores.parquet", "report": out / "report.md", "html": out / "report.html",
-            "chart": None if chart_note else chart, "grids": [out / "grids" / g["file"] for g in grids]}
+            "chart": None if chart_note else chart, "grids": [out / "grids" / g["file"] for g in grids],
+            "toybench": toy_table, "toybench_grids": [out / "grids" / g["file"] for g in toy_grids]}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -6,6 +6,13 @@ becomes a row, so the report can count it and list it as a gap.
 
     rows = collect_rows(specs, results)          # list of dicts, one per RunSpec, plan order
     rows = collect_rows(run_dirs, results)       # or plain run directories (all "expected")
+
+Two benchmarks share the rows. A run of a ToyBench prompt (categories one_object / two_objects,
+run folders `one-object` / `two-objects`) or of the `toy` model set is a ToyBench run: it is
+"scored" when its `toybench` stage has a number, and the T3Bench stages are not expected of it.
+Every other run is a T3Bench run (quality, alignment, clip expected), as before. ToyBench runs
+get the flat toybench_* columns (and toybench_ref_* for the ground truth of the same cameras);
+T3Bench runs get them only when their metrics.json holds a toybench record.
 """
 
 from __future__ import annotations
@@ -20,7 +27,13 @@ from generators.outputs import RUN_FILES
 
 METRICS_FILE = "metrics.json"
 ATTEMPTS_FILE = "attempts.json"
-STAGES = ("quality", "alignment", "clip")
+STAGES = ("quality", "alignment", "clip")  # the T3Bench stages
+TOYBENCH = "toybench"  # the ToyBench stage (metrics/toybench.py)
+TOYBENCH_VIEWS_FILE = "toybench_views.png"  # = metrics.evaluate.TOYBENCH_VIEWS: the 16 judged views
+TOY_MODEL_SET = "toy"  # the generator model set ToyBench scores
+# the numbers of a toybench record (and of its "reference"), in table order
+TOYBENCH_NUMBERS = ("alignment", "consistency", "janus", "quality", "colour_set", "shape_set", "count")
+TOYBENCH_REF_KEYS = (*TOYBENCH_NUMBERS, "modal_set", "modal_is_caption")
 
 # Row states, from worst to best. "scored" = every stage has its number.
 MISSING, FAILED, RUNNING, STOPPED, UNSCORED, PARTIAL, SCORED = (
@@ -41,16 +54,36 @@ def _read_yaml(path: Path) -> Optional[Any]:
         return None
 
 
-def _prompt_index(category: str, prompt: str) -> Optional[int]:
-    """The prompt's line in its T3Bench category file (None for other suites)."""
-    from prompts.suites import T3BENCH_CATEGORIES, load_suite
+def toybench_category_slugs() -> dict[str, str]:
+    """Run-folder category slug -> ToyBench category ('one-object' -> 'one_object'), suite order."""
+    from harness.run_ids import slugify
+    from prompts.suites import TOYBENCH_CATEGORIES
 
-    if category not in T3BENCH_CATEGORIES or not prompt:
+    return {slugify(c): c for c in TOYBENCH_CATEGORIES.values()}
+
+
+def _prompt_index(category: str, prompt: str) -> Optional[int]:
+    """The prompt's line in its T3Bench or ToyBench category file (None for other suites)."""
+    from prompts.suites import T3BENCH_CATEGORIES, TOYBENCH_CATEGORIES, load_suite
+
+    if not prompt:
         return None
-    for e in load_suite(f"t3bench-{category}"):
+    if category in T3BENCH_CATEGORIES:
+        suite = f"t3bench-{category}"
+    elif category in toybench_category_slugs():
+        short = {v: k for k, v in TOYBENCH_CATEGORIES.items()}[toybench_category_slugs()[category]]
+        suite = f"toybench-{short}"
+    else:
+        return None
+    for e in load_suite(suite):
         if e.prompt == prompt:
             return e.index
     return None
+
+
+def benchmark_of(category: str, models: Any) -> str:
+    """'toybench' for a ToyBench prompt category or the `toy` model set, else 't3bench'."""
+    return TOYBENCH if category in toybench_category_slugs() or models == TOY_MODEL_SET else "t3bench"
 
 
 def _identity_from_dir(run_dir: Path, results: Path) -> dict:
@@ -119,6 +152,50 @@ def _stage_columns(stage: str, rec: Any) -> dict:
     return out
 
 
+def _number(v: Any) -> Optional[float]:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _toybench_columns(rec: Any, run_dir: Path) -> dict:
+    """Flat toybench_* columns of a metrics.json toybench record (None where it has no number)."""
+    out: dict = {"toybench_status": None, "toybench_reason": None, TOYBENCH: None}
+    out.update({f"toybench_{k}": None for k in (*TOYBENCH_NUMBERS, "modal_set", "modal_is_caption")})
+    out.update({f"toybench_ref_{k}": None for k in TOYBENCH_REF_KEYS})
+    out.update({"toybench_view_sets": None, "toybench_num_views": None, "toybench_model_set": None,
+                "toybench_judge": None, "toybench_settings": None, "toybench_eval_s": None,
+                "toybench_views_png": None})
+    if not isinstance(rec, dict):
+        out["toybench_status"], out["toybench_reason"] = "missing", "not scored"
+        return out
+    status = rec.get("status", "done")
+    done = status == "done"
+    score = _number(rec.get("score"))
+    out["toybench_status"] = status if score is not None or not done else "no-score"
+    out["toybench_reason"] = rec.get("reason") or rec.get("missing_reason")
+    out[TOYBENCH] = score if done else None
+    ref = rec.get("reference") if isinstance(rec.get("reference"), dict) else {}
+    for k in TOYBENCH_NUMBERS:
+        out[f"toybench_{k}"] = _number(rec.get(k)) if done else None
+        out[f"toybench_ref_{k}"] = _number(ref.get(k)) if done else None
+    if done:
+        out["toybench_modal_set"] = rec.get("modal_set")
+        out["toybench_modal_is_caption"] = rec.get("modal_is_caption")
+        out["toybench_ref_modal_set"] = ref.get("modal_set")
+        out["toybench_ref_modal_is_caption"] = ref.get("modal_is_caption")
+        views = rec.get("view_sets")
+        out["toybench_view_sets"] = json.dumps(views) if isinstance(views, list) else None
+        out["toybench_num_views"] = rec.get("num_views")
+    out["toybench_model_set"] = rec.get("model_set")
+    model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
+    out["toybench_judge"] = model.get("judge_architecture") or model.get("judge")
+    settings = rec.get("settings")
+    out["toybench_settings"] = json.dumps(settings, sort_keys=True, default=str) if settings else None
+    out["toybench_eval_s"] = sum(v for v in (rec.get("timing") or {}).values() if isinstance(v, (int, float))) or None
+    views_png = run_dir / TOYBENCH_VIEWS_FILE
+    out["toybench_views_png"] = str(views_png) if views_png.is_file() else None
+    return out
+
+
 def _state(row: dict, status: Optional[dict], metrics: Optional[dict], attempts: Optional[dict]) -> tuple[str, Optional[str]]:
     if status is None:
         if attempts and attempts.get("failures"):
@@ -133,7 +210,8 @@ def _state(row: dict, status: Optional[dict], metrics: Optional[dict], attempts:
         return STOPPED, f"not finished (state {state!r})"
     if metrics is None:
         return UNSCORED, f"finished, no {METRICS_FILE} yet"
-    missing = [s for s in STAGES if row.get(s) is None]
+    expected = (TOYBENCH,) if row.get("benchmark") == TOYBENCH else STAGES
+    missing = [s for s in expected if row.get(s) is None]
     if missing:
         reasons = "; ".join(f"{s}: {row.get(f'{s}_reason') or row.get(f'{s}_status')}" for s in missing)
         return PARTIAL, reasons
@@ -146,8 +224,12 @@ def collect_row(identity: dict) -> dict:
     metrics = _read_json(run_dir / METRICS_FILE)
     attempts = _read_json(run_dir / ATTEMPTS_FILE)
     row = dict(identity)
+    row["benchmark"] = benchmark_of(row["category"], row.get("models"))
     for stage in STAGES:
         row.update(_stage_columns(stage, (metrics or {}).get(stage)))
+    toy = (metrics or {}).get(TOYBENCH) if isinstance(metrics, dict) else None
+    if row["benchmark"] == TOYBENCH or toy is not None:
+        row.update(_toybench_columns(toy, run_dir))
     row["status"], row["reason"] = _state(row, status, metrics if isinstance(metrics, dict) else None, attempts)
     status = status or {}
     row["run_state"] = status.get("state")

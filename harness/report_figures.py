@@ -3,12 +3,15 @@
 The bar chart needs matplotlib (optional: without it the report says so and has no chart).
 Grids put each method's `views.png` side by side, scaled to one height, titled with the label;
 a method without a picture for that prompt gets a grey placeholder saying why.
+ToyBench grids (toybench-<category>-<index>-seed<seed>.png) stack each method's judged views
+(`toybench_views.png`) one row per method, with its ToyBench numbers beside it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -102,6 +105,103 @@ def prompt_grids(rows: list[dict], labels: list[str], out_dir: Path) -> list[dic
             grid.paste(p, (i * width, 0))
         stem = f"{cat}-{index:03d}" if isinstance(index, int) else f"{cat}-{hashlib.sha1(prompt.encode()).hexdigest()[:8]}"
         name = f"{stem}-seed{seed}.png"
+        atomic_write_bytes(out_dir / name, _png_bytes(grid))
+        written.append({"category": cat, "prompt_index": index, "prompt": prompt, "seed": seed, "file": name})
+    return written
+
+
+TOY_ROW_HEIGHT = 128  # px of each method's ToyBench views (the 32 px views, scaled up without smoothing)
+TOY_LABEL_WIDTH = 210  # px of the label column left of each row
+TOY_TITLE_HEIGHT = 16  # px of the prompt line above the rows
+GROUND_TRUTH_LABEL = "ground truth"
+
+
+def _toy_label(r: Optional[dict]) -> list[str]:
+    if r is None:
+        return ["not planned"]
+    if r.get("toybench") is None:
+        return [str(r.get("toybench_reason") or r.get("reason") or r.get("status") or "not scored")]
+    pct = lambda k: "—" if r.get(f"toybench_{k}") is None else f"{r[f'toybench_{k}'] * 100:.0f}%"  # noqa: E731
+    janus = "—" if r.get("toybench_janus") is None else ("yes" if r["toybench_janus"] >= 0.5 else "no")
+    return [f"align {pct('alignment')} cons {pct('consistency')}", f"janus {janus}",
+            f"modal: {r.get('toybench_modal_set') or '—'}"]
+
+
+def ground_truth_views_png(prompt: str, settings_json: Optional[str]) -> tuple[Optional[Image.Image], str]:
+    """The ToyWorld renderer's picture of the caption from the run's ToyBench cameras, laid out like
+    toybench_views.png (what the reference numbers were scored on); (None, why) when it cannot be drawn."""
+    if not settings_json:
+        return None, "no toybench settings recorded"
+    try:
+        import dataclasses
+
+        import torch
+
+        from generators.outputs import image_grid
+        from metrics.config import ToyBenchConfig
+        from metrics.toybench import ground_truth_views, toybench_cameras
+
+        settings = json.loads(settings_json)
+        known = {f.name for f in dataclasses.fields(ToyBenchConfig)}
+        cfg = ToyBenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known})
+        views = ground_truth_views(prompt, toybench_cameras(cfg))
+        frames = (views.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        return Image.fromarray(image_grid(frames, cfg.num_azimuths)), ""
+    except Exception as e:  # a picture, not a number: the report goes on without it
+        return None, f"not drawn: {type(e).__name__}: {e}"
+
+
+def toybench_grids(rows: list[dict], labels: list[str], out_dir: Path, ground_truth: bool = True) -> list[dict]:
+    """One PNG per (category, prompt, seed) of the ToyBench runs: a row per label with its judged
+    views (toybench_views.png: both elevations, 8 azimuths each), the label, alignment,
+    consistency, Janus and the most common judged set beside it; with `ground_truth`, a last row
+    of the ToyWorld renderer's picture of the caption from the same cameras. Returns their records."""
+    keys = list(dict.fromkeys((r["category"], r["prompt_index"], r["prompt"], r["seed"]) for r in rows))
+    written = []
+    for cat, index, prompt, seed in keys:
+        cell = {r["label"]: r for r in rows if (r["category"], r["prompt_index"], r["prompt"], r["seed"]) == (cat, index, prompt, seed)}
+        if not any(r.get("toybench_views_png") for r in cell.values()):
+            continue
+        images = {}
+        for label in labels:
+            png = (cell.get(label) or {}).get("toybench_views_png")
+            if png:
+                images[label] = Image.open(png).convert("RGB")
+        names = list(labels)
+        texts = {label: _toy_label(cell.get(label)) for label in labels}
+        if ground_truth:
+            settings = next((r.get("toybench_settings") for r in cell.values() if r.get("toybench_settings")), None)
+            truth, why = ground_truth_views_png(prompt, settings)
+            ref = next((r for r in cell.values() if r.get("toybench_ref_alignment") is not None), None)
+            names.append(GROUND_TRUTH_LABEL)
+            if truth is None:
+                texts[GROUND_TRUTH_LABEL] = [why]
+            elif ref is None:
+                texts[GROUND_TRUTH_LABEL] = ["(its numbers: not scored)"]
+            else:
+                ref_numbers = {k.replace("_ref_", "_"): v for k, v in ref.items() if k.startswith("toybench_ref_")}
+                texts[GROUND_TRUTH_LABEL] = _toy_label({"toybench": 1.0, **ref_numbers})
+            if truth is not None:
+                images[GROUND_TRUTH_LABEL] = truth
+        for label, img in images.items():
+            scale = max(1, round(TOY_ROW_HEIGHT / img.height))
+            images[label] = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+        row_h = max([TOY_ROW_HEIGHT, *(im.height for im in images.values())])
+        width = max([TOY_ROW_HEIGHT * 4, *(im.width for im in images.values())])
+        grid = Image.new("RGB", (TOY_LABEL_WIDTH + width, TOY_TITLE_HEIGHT + row_h * len(names)), (255, 255, 255))
+        draw = ImageDraw.Draw(grid)
+        draw.text((4, 2), f"{cat} #{index} seed {seed}: {prompt}"[: (TOY_LABEL_WIDTH + width) // 6], fill=(0, 0, 0))
+        for i, label in enumerate(names):
+            y = TOY_TITLE_HEIGHT + i * row_h
+            draw.text((4, y + 4), label[: TOY_LABEL_WIDTH // 6], fill=(0, 0, 0))
+            for j, line in enumerate(texts[label]):
+                draw.text((4, y + 20 + 13 * j), line[: TOY_LABEL_WIDTH // 6], fill=(60, 60, 60))
+            if label in images:
+                grid.paste(images[label], (TOY_LABEL_WIDTH, y))
+            else:
+                grid.paste(Image.new("RGB", (width, row_h), (PLACEHOLDER_GREY,) * 3), (TOY_LABEL_WIDTH, y))
+        stem = f"{cat}-{index:03d}" if isinstance(index, int) else f"{cat}-{hashlib.sha1(prompt.encode()).hexdigest()[:8]}"
+        name = f"toybench-{stem}-seed{seed}.png"
         atomic_write_bytes(out_dir / name, _png_bytes(grid))
         written.append({"category": cat, "prompt_index": index, "prompt": prompt, "seed": seed, "file": name})
     return written

@@ -173,3 +173,185 @@ def clip_table(mrows: list[MethodRow], rows: list[dict], reference: Optional[dic
                          if r["label"] == m.label and r.get("clip") is not None})
         body.append([f"**{m.label}**", "ours", m.models, m.clip.text(3) if m.clip else "—", ", ".join(models) or "—"])
     return header, body
+
+
+# ----------------------------------------------------------------------------------------------
+# ToyBench (metrics/toybench.py): runs of the `toy` set on the toybench prompt suites
+
+
+TOYBENCH_ALL = "all"
+TOYBENCH_GROUND_TRUTH = "ground truth (ToyWorld renderer)"
+# (metric, header, scale, digits): fractions shown in %, the colour-area error as it is
+TOYBENCH_COLUMNS = (("alignment", "alignment %", 100.0, 1), ("consistency", "consistency %", 100.0, 1),
+                    ("janus", "Janus rate %", 100.0, 1), ("quality", "quality (colour-area error, lower better)", 1.0, 3))
+TOYBENCH_METRICS = ("alignment", "consistency", "janus", "quality", "colour_set", "shape_set", "count")
+
+
+@dataclass
+class ToyCell:
+    values: dict  # metric -> mean over the scored runs (None when no run has it)
+    n: int  # scored runs (ground truth: scored prompts)
+    expected: int  # planned runs (ground truth: planned prompts)
+
+    @property
+    def partial(self) -> bool:
+        return self.n < self.expected
+
+
+@dataclass
+class ToyRow:
+    label: str
+    method: str
+    models: str
+    cells: dict = field(default_factory=dict)  # category slug or "all" -> ToyCell
+    ground_truth: bool = False
+
+
+def is_toybench_row(row: dict) -> bool:
+    """A run of the ToyBench protocol (by its prompt category / model set), or one that has its score."""
+    return row.get("benchmark") == "toybench" or row.get("toybench") is not None
+
+
+def is_t3bench_row(row: dict) -> bool:
+    """A run planned for T3Bench, or one that has a T3Bench score anyway."""
+    return (row.get("benchmark", "t3bench") != "toybench"
+            or any(row.get(s) is not None for s in ("quality", "alignment", "clip")))
+
+
+def toybench_categories(rows: list[dict]) -> list[str]:
+    """ToyBench categories in suite order (one object, two objects), then any others in order of appearance."""
+    from harness.report_collect import toybench_category_slugs
+
+    seen = list(dict.fromkeys(r["category"] for r in rows))
+    known = list(toybench_category_slugs())
+    return [c for c in known if c in seen] + [c for c in seen if c not in known]
+
+
+def toybench_category_title(category: str) -> str:
+    return "all" if category == TOYBENCH_ALL else category.replace("-", " ").replace("_", " ")
+
+
+def _toy_cell(run_rows: list[dict]) -> ToyCell:
+    scored = [r for r in run_rows if r.get("toybench") is not None]
+    return ToyCell({k: _mean([r.get(f"toybench_{k}") for r in scored]) for k in TOYBENCH_METRICS},
+                   len(scored), len(run_rows))
+
+
+def _truth_cell(run_rows: list[dict]) -> ToyCell:
+    """The reference numbers once per prompt (they depend on the caption and cameras, not the method or seed)."""
+    prompts: dict = {}
+    for r in run_rows:
+        prompts.setdefault((r["category"], r["prompt"]), []).append(r)
+    per_prompt = []
+    for group in prompts.values():
+        refs = [r for r in group if r.get("toybench") is not None and r.get("toybench_ref_alignment") is not None]
+        if refs:
+            per_prompt.append({k: _mean([r.get(f"toybench_ref_{k}") for r in refs]) for k in TOYBENCH_METRICS})
+    return ToyCell({k: _mean([p[k] for p in per_prompt]) for k in TOYBENCH_METRICS}, len(per_prompt), len(prompts))
+
+
+def toybench_rows(rows: list[dict]) -> list[ToyRow]:
+    """One ToyRow per label (plan order) over the ToyBench runs, then the ground-truth row.
+
+    A cell is the mean over its scored runs (every prompt and seed); "all" pools every run of the
+    label. The ground-truth row averages each prompt's reference numbers once.
+    """
+    tb = [r for r in rows if is_toybench_row(r)]
+    if not tb:
+        return []
+    cats = toybench_categories(tb)
+    out = []
+    for label in dict.fromkeys(r["label"] for r in tb):
+        mine = [r for r in tb if r["label"] == label]
+        tr = ToyRow(label, mine[0]["method"], ", ".join(sorted({str(r["models"]) for r in mine})))
+        for cat in cats:
+            cell_rows = [r for r in mine if r["category"] == cat]
+            if cell_rows:
+                tr.cells[cat] = _toy_cell(cell_rows)
+        tr.cells[TOYBENCH_ALL] = _toy_cell(mine)
+        out.append(tr)
+    truth = ToyRow(TOYBENCH_GROUND_TRUTH, "ground-truth", "", ground_truth=True)
+    for cat in cats:
+        truth.cells[cat] = _truth_cell([r for r in tb if r["category"] == cat])
+    truth.cells[TOYBENCH_ALL] = _truth_cell(tb)
+    out.append(truth)
+    return out
+
+
+def toybench_partial(trows: list[ToyRow]) -> bool:
+    return any(c.partial for t in trows if not t.ground_truth for c in t.cells.values())
+
+
+def _toy_value(cell: Optional[ToyCell], metric: str, scale: float, digits: int) -> str:
+    if cell is None:
+        return "—"
+    v = cell.values.get(metric)
+    return _fmt(None if v is None else v * scale, digits)
+
+
+def toybench_table(trows: list[ToyRow]) -> tuple[list[str], list[list[str]]]:
+    """Method | Source | per category and "all": alignment %, consistency %, Janus %, quality (colour-area error), n."""
+    groups = list(dict.fromkeys(c for t in trows for c in t.cells if c != TOYBENCH_ALL)) + [TOYBENCH_ALL]
+    header = ["Method", "Source"]
+    for g in groups:
+        title = toybench_category_title(g)
+        header += [f"{title}: {h}" for _, h, _, _ in TOYBENCH_COLUMNS] + [f"{title}: n"]
+    body = []
+    for t in trows:
+        line = [t.label if t.ground_truth else f"**{t.label}**",
+                "reference (same cameras)" if t.ground_truth else f"ours ({t.models})"]
+        for g in groups:
+            cell = t.cells.get(g)
+            line += [_toy_value(cell, m, scale, d) for m, _, scale, d in TOYBENCH_COLUMNS]
+            line.append("—" if cell is None else f"{cell.n}/{cell.expected}")
+        body.append(line)
+    return header, body
+
+
+def toybench_summary(trows: list[ToyRow]) -> list[str]:
+    """One factual sentence per column group: the best alignment, anchords-* against sds, the ceiling."""
+    methods = [t for t in trows if not t.ground_truth]
+    truth = next((t for t in trows if t.ground_truth), None)
+    groups = list(dict.fromkeys(c for t in methods for c in t.cells if c != TOYBENCH_ALL)) + [TOYBENCH_ALL]
+    pct = lambda v: f"{v * 100:.1f}%"  # noqa: E731
+    shown = lambda v: round(v * 100, 1)  # noqa: E731  compare what the table shows
+    lines = []
+    for g in groups:
+        title = toybench_category_title(g)
+        have = [(t, t.cells[g]) for t in methods if g in t.cells and t.cells[g].values.get("alignment") is not None]
+        if not have:
+            lines.append(f"Alignment, {title}: no scored runs.")
+            continue
+        best = max(shown(c.values["alignment"]) for _, c in have)
+        winners = [(t, c) for t, c in have if shown(c.values["alignment"]) == best]
+        names = ", ".join(t.label for t, _ in winners)
+        counts = ", ".join(f"n={c.n}/{c.expected}" for _, c in winners)
+        text = f"Alignment, {title}: best {names} ({pct(winners[0][1].values['alignment'])}, {counts})"
+        if len(have) == 1:
+            text += ", the only method scored"
+        sds = next(((t, c) for t, c in have if t.method == "sds"), None)
+        anchors = [(t, c) for t, c in have if t.method.startswith("anchords")]
+        if sds is not None and anchors:
+            s = shown(sds[1].values["alignment"])
+            parts = []
+            for t, c in anchors:
+                a = shown(c.values["alignment"])
+                verb = "beats" if a > s else ("ties" if a == s else "does not beat")
+                parts.append(f"{t.label} {verb} {sds[0].label} ({pct(c.values['alignment'])} vs "
+                             f"{pct(sds[1].values['alignment'])})")
+            text += "; " + "; ".join(parts)
+        if truth is not None and g in truth.cells and truth.cells[g].values.get("alignment") is not None:
+            text += f"; ground truth {pct(truth.cells[g].values['alignment'])}"
+        lines.append(text + ".")
+    return lines
+
+
+def toybench_frame_rows(trows: list[ToyRow]) -> list[dict]:
+    """The ToyBench table in long form for toybench.parquet: one row per (row, category), fractions 0..1."""
+    out = []
+    for t in trows:
+        for cat, cell in t.cells.items():
+            out.append({"label": t.label, "method": t.method, "models": t.models,
+                        "source": "ground truth" if t.ground_truth else "ours", "category": cat,
+                        **{k: cell.values.get(k) for k in TOYBENCH_METRICS}, "n": cell.n, "expected": cell.expected})
+    return out

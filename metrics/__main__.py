@@ -1,4 +1,4 @@
-"""Command line of the evaluation stage.
+"""Command line of the evaluation stage (T3Bench and CLIP score; ToyBench with --models toybench).
 
     python -m metrics eval RUN_DIR... [--models tiny] [--stages quality,clip] [--device cpu]
                                       [--set quality.width=64 ...] [--force]
@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("eval", help="score finished runs")
     ev.add_argument("runs", nargs="+", help="run directories, or folders holding run directories")
     ev.add_argument("--models", default="t3bench", help="metric model set name or yaml (default t3bench)")
-    ev.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    ev.add_argument("--stages", default=None, help=f"comma-separated subset of {','.join(STAGES)} "
+                                                   f"(default: the metric set's stages)")
     ev.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="EvalConfig override, e.g. quality.width=256 (repeatable)")
@@ -59,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from metrics.evaluate import evaluate_runs
 
-        stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-        unknown = sorted(set(stages) - set(STAGES))
-        if unknown:
-            raise UserError(f"unknown stage(s) {', '.join(unknown)} (valid: {', '.join(STAGES)})")
+        stages = None
+        if args.stages is not None:
+            stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+            unknown = sorted(set(stages) - set(STAGES))
+            if unknown or not stages:
+                raise UserError(f"unknown stage(s) {', '.join(unknown) or '(none given)'} (valid: {', '.join(STAGES)})")
         cfg = build_config(args.models, args.device, args.overrides)
         summary = evaluate_runs(args.runs, cfg, stages, args.force)
     except UserError as e:

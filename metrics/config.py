@@ -27,11 +27,12 @@ except ModuleNotFoundError as _e:  # that module not written yet: an empty secti
         """Placeholder while metrics.alignment does not exist."""
 
 __all__ = [
-    "QualityConfig", "AlignmentViewsConfig", "AlignmentConfig", "ClipConfig", "EvalConfig", "STAGES",
+    "QualityConfig", "AlignmentViewsConfig", "ToyBenchConfig", "AlignmentConfig", "ClipConfig", "EvalConfig", "STAGES", "T3BENCH_STAGES",
     "eval_config_from_dict", "config_to_dict", "ConfigError", "deep_merge",
 ]
 
-STAGES = ("quality", "alignment", "clip")
+STAGES = ("quality", "alignment", "clip", "toybench")
+T3BENCH_STAGES = ("quality", "alignment", "clip")  # what a metric set computes unless it says `stages:`
 
 
 @dataclass
@@ -97,6 +98,29 @@ class ClipConfig:
 
 
 @dataclass
+class ToyBenchConfig:
+    """ToyBench views and scores (metrics/toybench.py), for runs made with the `toy` model set.
+
+    The cameras sit inside the ToyWorld camera distribution (distance 3, fov 42, elevation
+    -10..60, 32 px, grey background: generators/toyworld/config.py). Azimuths start at 22.5
+    degrees so that no view looks straight along the line of a two-object scene, where the front
+    object hides the back one entirely.
+    """
+
+    num_azimuths: int = 8
+    start_azimuth_deg: float = 22.5
+    elevations_deg: tuple[float, ...] = (15.0, 45.0)
+    distance: float = 3.0
+    fov_y_deg: float = 42.0
+    size: int = 32
+    background: tuple[float, float, float] = (0.35, 0.35, 0.35)
+    janus_min_fraction: float = 0.25  # a second judged set in >= this share of the views = Janus
+    object_threshold: float = 0.08  # a pixel this far from the background (any channel) shows an object
+    reference_seed: int = 0  # the ToyWorld sample of the caption scored as the protocol's ceiling
+    render_batch: int = 16
+
+
+@dataclass
 class EvalConfig:
     """Everything one evaluation of one run needs."""
 
@@ -106,6 +130,7 @@ class EvalConfig:
     alignment_views: AlignmentViewsConfig = field(default_factory=AlignmentViewsConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)  # captioner + judge
     clip: ClipConfig = field(default_factory=ClipConfig)
+    toybench: ToyBenchConfig = field(default_factory=ToyBenchConfig)
     # renderer settings; each protocol's background replaces render.background
     render: RenderConfig = field(default_factory=RenderConfig)
 

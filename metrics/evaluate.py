@@ -16,7 +16,11 @@ metrics.json (written atomically after every stage, so an interrupted evaluation
                    (None when the judge gave no usable rating), rating, captions, replies, judge,
                    captioner, ...>, ...}
                   or {status: "not-available" | "failed", reason}   # never a made-up number
-     "clip":      {status: "done", score, view_scores [8], model: {model, pretrained, ...}, ...}}
+     "clip":      {status: "done", score, view_scores [8], model: {model, pretrained, ...}, ...},
+     "toybench":  {status: "done", score (= alignment), alignment, colour_set, shape_set, count,
+                   consistency, janus, modal_set, modal_is_caption, view_sets, quality,
+                   reference: {the same numbers for the ground-truth scene}, ...}}
+                  (runs on the `toy` model set, metric set `toybench`: metrics/toybench.py)
 
 A stage whose status is "done" and whose model set and settings match is skipped (nothing is
 recomputed); a "done" stage computed with other settings is an error unless `force=True`, so a
@@ -45,7 +49,7 @@ from generators.errors import UserError
 from generators.io import atomic_write_json
 from generators.outputs import RUN_FILES
 from metrics.cameras import alignment_cameras, clip_cameras, render_views
-from metrics.config import STAGES, EvalConfig
+from metrics.config import STAGES, T3BENCH_STAGES, EvalConfig
 from metrics.normalize import normalize_gaussians
 
 METRICS_FILE = "metrics.json"
@@ -111,7 +115,7 @@ def stage_settings(cfg: EvalConfig, stage: str) -> dict:
     return {k: v for k, v in settings.items() if k not in NON_RESULT_KEYS}
 
 
-def pending_stages(run_dir: Path, cfg: EvalConfig, set_name: str, stages: Iterable[str] = STAGES,
+def pending_stages(run_dir: Path, cfg: EvalConfig, set_name: str, stages: Iterable[str] = T3BENCH_STAGES,
                    force: bool = False) -> list[str]:
     """The stages of `stages` that still need computing for this run (UserError on a mismatch)."""
     existing = read_metrics(run_dir)
@@ -183,13 +187,27 @@ def _stage_alignment(gaussians, prompt: str, cfg: EvalConfig, models) -> dict:
     return result
 
 
-_STAGE_FUNCS: dict[str, Callable] = {"quality": _stage_quality, "alignment": _stage_alignment, "clip": _stage_clip}
+def _stage_toybench(gaussians, prompt: str, cfg: EvalConfig, models, run_dir: Path) -> dict:
+    from metrics.toybench import evaluate_toybench
+
+    if models.toybench is None:
+        raise UserError("toybench models are not loaded: load_metric_models(..., stages including 'toybench')")
+    return evaluate_toybench(gaussians, prompt, cfg.toybench, cfg.render, models.toybench,
+                             images_out=run_dir / TOYBENCH_VIEWS)
+
+
+_STAGE_FUNCS: dict[str, Callable] = {"quality": _stage_quality, "alignment": _stage_alignment, "clip": _stage_clip,
+                                     "toybench": _stage_toybench}
+# ToyBench looks at the run in the world's own frame: the ToyWorld prior and judge know objects at
+# world scale. The T3Bench stages look at it normalised into T3Bench's frame (metrics.normalize).
+WORLD_FRAME_STAGES = ("toybench",)
+TOYBENCH_VIEWS = "toybench_views.png"  # the judged views, one row per elevation
 
 
 # ----------------------------------------------------------------------------------------------
 
 
-def evaluate_run(run_dir, cfg: EvalConfig, models, stages: Iterable[str] = STAGES, force: bool = False,
+def evaluate_run(run_dir, cfg: EvalConfig, models, stages: Optional[Iterable[str]] = None, force: bool = False,
                  log: Optional[Callable[[str], None]] = None) -> dict:
     """Score the finished run in `run_dir` for `stages`; write and return its metrics.json record.
 
@@ -201,7 +219,7 @@ def evaluate_run(run_dir, cfg: EvalConfig, models, stages: Iterable[str] = STAGE
     from generators.gaussians.ply import load_ply
 
     run_dir = Path(run_dir)
-    stages = tuple(stages)
+    stages = tuple(stages) if stages is not None else models.spec.stages
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         raise UserError(f"unknown evaluation stage(s) {', '.join(unknown)} (valid: {', '.join(STAGES)})")
@@ -217,7 +235,9 @@ def evaluate_run(run_dir, cfg: EvalConfig, models, stages: Iterable[str] = STAGE
         if not todo:
             return record
         t_load = time.perf_counter()
-        gaussians, frame = normalize_gaussians(load_ply(run_dir / RUN_FILES["ply"]).to(models.device))
+        raw = load_ply(run_dir / RUN_FILES["ply"]).to(models.device)
+        normalized, frame = (normalize_gaussians(raw) if any(s not in WORLD_FRAME_STAGES for s in todo)
+                             else (None, record.get("normalization")))
         load_s = time.perf_counter() - t_load
         record.update(
             format=FORMAT_VERSION,
@@ -229,7 +249,10 @@ def evaluate_run(run_dir, cfg: EvalConfig, models, stages: Iterable[str] = STAGE
             if log is not None:
                 log(f"{run_dir}: {stage} ...")
             t0 = time.perf_counter()
-            result = _STAGE_FUNCS[stage](gaussians, status["prompt"], cfg, models)
+            if stage in WORLD_FRAME_STAGES:
+                result = _STAGE_FUNCS[stage](raw, status["prompt"], cfg, models, run_dir)
+            else:
+                result = _STAGE_FUNCS[stage](normalized, status["prompt"], cfg, models)
             entry = {"status": STATE_DONE, **result}
             entry.update(
                 model_set=models.set_name,
@@ -265,7 +288,7 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def evaluate_runs(paths: Iterable[str | Path], cfg: EvalConfig, stages: Iterable[str] = STAGES,
+def evaluate_runs(paths: Iterable[str | Path], cfg: EvalConfig, stages: Optional[Iterable[str]] = None,
                   force: bool = False, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict:
     """Score every finished run under `paths` that still needs it; models load once, only if needed.
 
@@ -273,8 +296,9 @@ def evaluate_runs(paths: Iterable[str | Path], cfg: EvalConfig, stages: Iterable
     """
     from metrics.models import load_metric_models, load_set_spec
 
-    stages = tuple(stages)
-    set_name = load_set_spec(cfg.models).name
+    spec = load_set_spec(cfg.models)
+    stages = tuple(stages) if stages is not None else spec.stages
+    set_name = spec.name
     summary: dict = {"scored": [], "up_to_date": [], "skipped": {}, "failed": {}}
     work: list[tuple[Path, list[str]]] = []
     for run_dir in find_run_dirs(paths):

@@ -13,6 +13,8 @@ A set is a YAML file in `metrics/model_sets/` (or any path). Sections:
     clip:         {model, pretrained, id, revision}   # real: open_clip tag, hub repo checked+recorded
                   {model, pretrained, path}           # open_clip local-dir folder (tiny)
     captioner, judge: free-form mappings read by metrics.alignment (not parsed here)
+    toybench:     {judge: {path}}   # ToyWorld's judge (generators/models/toy/judge)
+    stages:       the stages this set scores by default (default: quality, alignment, clip)
     eval_defaults: EvalConfig overrides suited to the set (the tiny set shrinks every protocol)
     embedded: module:function   returns the folder relative `path:`s resolve against
     build_seed: int             seed of the components built on demand
@@ -52,7 +54,8 @@ from generators.models.spec import ComponentSpec
 SETS_DIR = Path(__file__).resolve().parent / "model_sets"
 STAMP_FILE = "_built.json"
 _OPAQUE = ("captioner", "judge")  # read by metrics.alignment
-_TOP_KEYS = {"name", "description", "embedded", "build_seed", "image_reward", "clip", "eval_defaults", *_OPAQUE}
+_TOP_KEYS = {"name", "description", "embedded", "build_seed", "image_reward", "clip", "eval_defaults", "toybench",
+             "stages", *_OPAQUE}
 _COMPONENT_KEYS = {"id", "revision", "subfolder", "path", "fetch_files", "build"}
 _IR_KEYS = _COMPONENT_KEYS | {"checkpoint", "med_config", "tokenizer", "vision", "max_text_length", "reward_mean",
                               "reward_std", "image_mean", "image_std"}
@@ -68,6 +71,7 @@ class MetricSetSpec:
     embedded: Optional[str] = None
     build_seed: int = 0
     eval_defaults: dict = field(default_factory=dict)
+    stages: tuple = ()  # the stages scored when none are named
 
     def section(self, name: str) -> Optional[dict]:
         value = self.raw.get(name)
@@ -119,6 +123,14 @@ def parse_set(data: Any, file: Path) -> MetricSetSpec:
         if "model" not in clip:
             raise UserError(f"{file}: 'clip' needs 'model' (an open_clip model name, e.g. ViT-L-14)")
         component(file, "clip", clip)
+    if "toybench" in data:
+        tb = _check_keys(file, "toybench", data["toybench"], {"judge"})
+        component(file, "toybench.judge", _check_keys(file, "toybench.judge", tb.get("judge"), _COMPONENT_KEYS))
+    from metrics.config import STAGES, T3BENCH_STAGES
+
+    stages = data.get("stages", list(T3BENCH_STAGES))
+    if not isinstance(stages, list) or not stages or any(s not in STAGES for s in stages):
+        raise UserError(f"{file}: 'stages' must be a non-empty list of {', '.join(STAGES)}, got {stages!r}")
     embedded = data.get("embedded")
     if embedded is not None and (not isinstance(embedded, str) or ":" not in embedded):
         raise UserError(f"{file}: 'embedded' must be 'module:function', got {embedded!r}")
@@ -132,7 +144,8 @@ def parse_set(data: Any, file: Path) -> MetricSetSpec:
             raise UserError(f"{file}: eval_defaults: {e}") from None
     return MetricSetSpec(name=str(data.get("name", file.stem)), file=file, raw=data,
                          description=str(data.get("description", "")), embedded=embedded,
-                         build_seed=int(data.get("build_seed", 0)), eval_defaults=eval_defaults)
+                         build_seed=int(data.get("build_seed", 0)), eval_defaults=eval_defaults,
+                         stages=tuple(s for s in STAGES if s in stages))
 
 
 def load_set_spec(models: str | Path) -> MetricSetSpec:
@@ -229,6 +242,7 @@ class MetricModels:
     image_reward: Any = None  # metrics.image_reward.ImageRewardScorer
     clip: Any = None  # metrics.clip_score.ClipScorer
     alignment: Any = None  # whatever metrics.alignment.load_alignment_models returned
+    toybench: Any = None  # metrics.toybench.ToyBenchModels
     unavailable: dict = field(default_factory=dict)  # stage -> why it cannot run
     resolved: dict = field(default_factory=dict)  # component -> {id, revision, path}
 
@@ -316,6 +330,18 @@ def _load_alignment(models: MetricModels, alignment_cfg: Any) -> None:
     models.alignment = hook(alignment_cfg, str(models.device), captioner_folder=cap_folder, judge_folder=judge_folder)
 
 
+def _load_toybench(models: MetricModels) -> None:
+    from metrics.toybench import load_toybench_models
+
+    tb = models.section("toybench")
+    if tb is None:
+        raise UserError(f"metric model set {models.spec.name} ({models.spec.file}) has no 'toybench' section "
+                        f"(the toybench stage scores ToyWorld runs: use --models toybench)")
+    folder, _ = models.resolve("toybench.judge", tb["judge"])
+    _need_file(models, "toybench.judge", folder, "judge.safetensors")
+    models.toybench = load_toybench_models(folder, models.device)
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -345,6 +371,8 @@ def load_metric_models(set_name: str | Path, stages: Iterable[str] = ("quality",
         _load_image_reward(models)
     if "clip" in stages:
         _load_clip(models)
+    if "toybench" in stages:
+        _load_toybench(models)
     if "alignment" in stages:
         if cfg is None:
             cfg = eval_config_from_dict(deep_merge(spec.eval_defaults, {"models": str(set_name)}))

@@ -6,6 +6,10 @@ A suite is a named, ordered list of `PromptEntry(category, index, prompt)`, wher
   t3bench                      all 300 T3Bench prompts (single, surr, multi)
   t3bench-single / -surr / -multi
   demo                         the first prompt of each T3Bench category (3 prompts)
+  toybench                     ToyWorld captions for the `toy` model set: all 16 one-object and
+                               24 two-object captions (one_object, two_objects)
+  toybench-one / -two          one category of it
+  toybench-demo                2 + 2 of them (`make demo`)
   <path to a .txt file>        one prompt per line, category = the file's stem
 
 Prompt files are strict: UTF-8, one prompt per line, no blank or duplicate lines, at most
@@ -21,6 +25,9 @@ from generators.errors import UserError
 
 PROMPTS_DIR = Path(__file__).resolve().parent
 T3BENCH_CATEGORIES = ("single", "surr", "multi")
+TOYBENCH_CATEGORIES = {"one": "one_object", "two": "two_objects"}
+# two of each category, chosen to cover every shape and colour once between them
+TOYBENCH_DEMO = ("a red cube", "a blue sphere", "a yellow cube and a blue sphere", "a red torus and a blue cone")
 MAX_PROMPT_CHARS = 300  # T3Bench's longest is under 100; anything near this is a mistake
 
 
@@ -75,8 +82,13 @@ def _t3bench(category: str) -> list[PromptEntry]:
     return load_prompt_file(PROMPTS_DIR / "t3bench" / f"{category}.txt", category)
 
 
+def _toybench(category: str) -> list[PromptEntry]:
+    return load_prompt_file(PROMPTS_DIR / "toybench" / f"{category}.txt", category)
+
+
 def list_suites() -> list[str]:
-    return ["t3bench", *(f"t3bench-{c}" for c in T3BENCH_CATEGORIES), "demo"]
+    return ["t3bench", *(f"t3bench-{c}" for c in T3BENCH_CATEGORIES), "demo",
+            "toybench", *(f"toybench-{c}" for c in TOYBENCH_CATEGORIES), "toybench-demo"]
 
 
 def load_suite(name: str) -> list[PromptEntry]:
@@ -87,6 +99,12 @@ def load_suite(name: str) -> list[PromptEntry]:
         return _t3bench(name[len("t3bench-"):])
     if name == "demo":
         return [_t3bench(c)[0] for c in T3BENCH_CATEGORIES]
+    if name == "toybench":
+        return [e for c in TOYBENCH_CATEGORIES.values() for e in _toybench(c)]
+    if name.startswith("toybench-") and name[len("toybench-"):] in TOYBENCH_CATEGORIES:
+        return _toybench(TOYBENCH_CATEGORIES[name[len("toybench-"):]])
+    if name == "toybench-demo":
+        return [e for c in TOYBENCH_CATEGORIES.values() for e in _toybench(c) if e.prompt in TOYBENCH_DEMO]
     path = Path(name)
     if path.suffix == ".txt" or path.exists():
         return load_prompt_file(path)

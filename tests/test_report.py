@@ -186,3 +186,13 @@ def test_reference_files_have_sources():
 def test_cli_unknown_job_is_a_user_error(tmp_path, capsys):
     assert main(["--job", "no-such-job", "--results", str(tmp_path)]) == 2
     assert "no job" in capsys.readouterr().err
+
+
+def test_t3bench_job_has_no_toybench_section(job):
+    results, specs = job
+    paths = build_report("paper-table1", specs, results)
+    text = paths["report"].read_text()
+    assert "ToyBench" not in text and paths["toybench"] is None and paths["toybench_grids"] == []
+    assert not (results / "paper-table1" / "toybench.parquet").exists()
+    df = pd.read_parquet(paths["scores"])
+    assert set(df["benchmark"]) == {"t3bench"} and not any(c.startswith("toybench") for c in df.columns)

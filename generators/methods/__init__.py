@@ -4,7 +4,10 @@ A preset has `description`, optional `extends: <method>`, optional `models: <def
 and `config:` (a nested partial RunConfig). A run's config is resolved in this order, each layer
 overriding the previous one:
 
-    RunConfig defaults -> method preset chain -> model set `run_defaults` -> user overrides
+    RunConfig defaults -> method preset chain -> model set `run_defaults`
+        -> model set `method_run_defaults` of the preset chain (base first) -> user overrides
+A model set's `method_run_defaults` is how a set tunes one method without touching the others
+(the `toy` set's guidance scale suits CFG methods; VSD keeps its own).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Method:
     description: str
     models: str
     config: dict  # fully merged along `extends`
+    lineage: tuple[str, ...] = ()  # this preset, then the presets it extends, nearest first
 
 
 class UnknownMethodError(UserError):
@@ -53,11 +57,13 @@ def method_names() -> list[str]:
 def get_method(name: str) -> Method:
     chain = []
     seen = set()
+    seen_order: list[str] = []
     current: str | None = name
     while current is not None:
         if current in seen:
-            raise UserError(f"method presets extend each other in a cycle: {' -> '.join([*seen, current])}")
+            raise UserError(f"method presets extend each other in a cycle: {' -> '.join([*seen_order, current])}")
         seen.add(current)
+        seen_order.append(current)
         data = _read_preset(current)
         chain.append(data)
         current = data.get("extends")
@@ -66,7 +72,7 @@ def get_method(name: str) -> Method:
     for data in reversed(chain):
         config = deep_merge(config, data.get("config") or {})
         models = data.get("models", models)
-    return Method(name, chain[0].get("description", ""), models or "sd15", config)
+    return Method(name, chain[0].get("description", ""), models or "sd15", config, tuple(seen_order))
 
 
 def list_methods() -> list[Method]:
@@ -81,7 +87,13 @@ def resolve_run_config(method: str, *, prompt: str = "", seed: int = 0, models: 
     m = get_method(method)
     models = models or m.models
     data = deep_merge(m.config, {"method": method, "prompt": prompt, "seed": seed, "models": models})
-    data = deep_merge(data, load_set_spec(models).run_defaults or {})
+    spec = load_set_spec(models)
+    data = deep_merge(data, spec.run_defaults or {})
+    unknown = sorted(set(spec.method_run_defaults) - set(method_names()))
+    if unknown:
+        raise UserError(f"{spec.file}: method_run_defaults names unknown method(s) {', '.join(unknown)}")
+    for ancestor in reversed(m.lineage):
+        data = deep_merge(data, spec.method_run_defaults.get(ancestor) or {})
     data = deep_merge(data, overrides or {})
     try:
         return config_from_dict(data)

@@ -18,6 +18,8 @@ A set file looks like this (every key but `base` optional; unknown keys are erro
     finetune_layer: up_blocks.3
     cuda_dtype: float16
     run_defaults: {...}                # nested RunConfig overrides suited to this set
+    method_run_defaults:               # per method, after run_defaults; a method also takes
+      vsd: {...}                       # the entries of the presets it `extends`
     embedded: module:function          # optional: returns the folder that relative `path:`s
                                        # resolve against, building it on demand (tiny set)
 
@@ -85,6 +87,7 @@ class ModelSetSpec:
     finetune_layer: str = "up_blocks.3"
     cuda_dtype: str = "float16"
     run_defaults: dict = field(default_factory=dict)
+    method_run_defaults: dict = field(default_factory=dict)  # method name -> RunConfig overrides
     embedded: Optional[str] = None
     description: str = ""
 
@@ -205,6 +208,11 @@ def parse_set(data: Any, file: Path) -> ModelSetSpec:
         spec.cuda_dtype = data["cuda_dtype"]
     if "run_defaults" in data:
         spec.run_defaults = _check_run_defaults(file, data["run_defaults"] or {})
+    if "method_run_defaults" in data:
+        per = data["method_run_defaults"] or {}
+        if not isinstance(per, dict):
+            raise _fail(file, "'method_run_defaults' must map method names to RunConfig overrides")
+        spec.method_run_defaults = {str(m): _check_run_defaults(file, v or {}) for m, v in per.items()}
     if "embedded" in data:
         emb = _string(file, "embedded", data["embedded"])
         if ":" not in emb:

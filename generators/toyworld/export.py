@@ -6,6 +6,8 @@ Writes (EMA weights by default):
     unet/  text_encoder/  tokenizer/  scheduler/  image_encoder/  image_processor/
     ip_adapter/ip-adapter-plus_toy.safetensors     flat "image_proj.*" / "ip_adapter.*" keys (h94 layout)
     training/train_log.csv  training/run.json  training/export.json
+    training/first_steps.json   the exact first-step losses of the recipe (when the run has them; else
+                                kept from the previous export at --out if its recipe is the run's)
 
 The folder is built beside the target and swapped in, so readers never see half an export.
 """
@@ -13,6 +15,7 @@ The folder is built beside the target and swapped in, so readers never see half 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -27,7 +30,7 @@ from generators.io import atomic_write_json
 from generators.toyworld.config import PriorNetConfig
 from generators.toyworld.prior import (ToyPrior, build_image_processor, build_scheduler, build_tokenizer, build_unet,
                                        flatten_ip_state, ip_adapter_state_dict, unet_base_state_dict)
-from generators.toyworld.train_prior import CHECKPOINT, LOG
+from generators.toyworld.train_prior import CHECKPOINT, FIRST_STEPS, LOG
 
 IP_WEIGHT_NAME = "ip-adapter-plus_toy.safetensors"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "models" / "toy" / "weights"
@@ -65,6 +68,17 @@ def write_model_set(model: ToyPrior, out: Path) -> None:
               metadata={"format": "pt"})
 
 
+RECIPE_KEYS = ("net", "train", "world", "pool_key")
+
+
+def same_recipe(run_json_a: Path, run_json_b: Path) -> bool:
+    """Whether two run.json files name the same recipe and data (commands and thread counts aside)."""
+    if not (run_json_a.is_file() and run_json_b.is_file()):
+        return False
+    a, b = json.loads(run_json_a.read_text()), json.loads(run_json_b.read_text())
+    return all(k in a and a.get(k) == b.get(k) for k in RECIPE_KEYS)
+
+
 def export(run: Path, out: Path = DEFAULT_OUT, ema: bool = True) -> Path:
     model, ck = load_run(run, ema)
     out = Path(out)
@@ -74,9 +88,15 @@ def export(run: Path, out: Path = DEFAULT_OUT, ema: bool = True) -> Path:
         write_model_set(model, tmp / "set")
         training = tmp / "set" / "training"
         training.mkdir()
-        for name in (LOG, "run.json"):
+        for name in (LOG, "run.json", FIRST_STEPS):
             if (Path(run) / name).exists():
                 shutil.copy2(Path(run) / name, training / name)
+        # a run resumed from a checkpoint older than the first-steps record has none; the record
+        # depends on the recipe alone, so the previous export's stays when the recipe is the same
+        old_first = out / "training" / FIRST_STEPS
+        if not (training / FIRST_STEPS).exists() and old_first.is_file() \
+                and same_recipe(out / "training" / "run.json", training / "run.json"):
+            shutil.copy2(old_first, training / FIRST_STEPS)
         atomic_write_json(training / "export.json", {"step": ck["step"], "ema": ema, "train_elapsed_s": ck["elapsed_s"],
                                                      "pool_key": ck.get("pool_key", ""),
                                                      "command": "python -m generators.toyworld.export " + " ".join(sys.argv[1:])})

@@ -6,6 +6,9 @@ The run folder holds:
     checkpoint.pt    model, EMA, optimiser, step and the data generator's state (atomic)
     train_log.csv    step, loss (mean over the last `log_every` steps), lr, elapsed_s, images_per_s
     run.json         command, every recipe value, the data set's cache key
+    first_steps.json the exact loss of each of the first FIRST_STEPS_N steps (not means), the thread
+                     count and data key: written by a run that started from scratch, so retraining a
+                     few steps from the recipe can be checked against it (export copies it)
 
 Every random draw comes from one seeded generator whose state is checkpointed, so a run that
 is stopped and resumed reaches the same weights as one that never stopped (same thread count).
@@ -40,6 +43,8 @@ from generators.toyworld.prior import ToyPrior, build_scheduler, build_tokenizer
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.csv"
 LOG_FIELDS = ["step", "loss", "lr", "elapsed_s", "images_per_s"]
+FIRST_STEPS = "first_steps.json"
+FIRST_STEPS_N = 3  # how many first steps' exact losses a run from scratch records
 
 
 def lr_factor(step: int, cfg: PriorTrainConfig) -> float:
@@ -96,8 +101,9 @@ class PriorTrainer:
     {"images" [N, 32, 32, 3] uint8, "objects" [N, 3], "relation" [N]}."""
 
     def __init__(self, out: Path, pool: ChunkedPool | dict[str, Tensor], net: PriorNetConfig,
-                 train: PriorTrainConfig, pool_key: str = "", log=print):
+                 train: PriorTrainConfig, pool_key: str = "", log=print, command: str = ""):
         self.out, self.net_cfg, self.cfg, self.log = Path(out), net, train, log
+        self.command = command  # recorded in first_steps.json
         self.pool = pool if isinstance(pool, ChunkedPool) else ChunkedPool.fixed(pool)
         self.tokenizer = build_tokenizer(net.max_length)
         self.images = torch.zeros(0, 32, 32, 3, dtype=torch.uint8)
@@ -113,6 +119,11 @@ class PriorTrainer:
         self.pool_key = pool_key
         self.rows: list[dict] = []
         self.elapsed = 0.0
+        # exact losses of steps 1..FIRST_STEPS_N and the thread count they ran at; None when
+        # unknown (a run resumed from a checkpoint that predates this record)
+        self.first_losses: list[float] | None = []
+        self.first_threads: int | None = None
+        self._first_saved = -1
 
     # -- one step ---------------------------------------------------------------------------
     def grow_pool(self) -> None:
@@ -164,13 +175,36 @@ class PriorTrainer:
         with torch.no_grad():
             for n, p in self.model.named_parameters():
                 self.ema[n].lerp_(p.detach(), 1.0 - decay)
-        return loss.item()
+        value = loss.item()
+        self.record_first_step(value)
+        return value
+
+    def record_first_step(self, loss: float) -> None:
+        """Keep the exact loss of step self.step while the run is within its first steps. The
+        record stops at a gap (unknown earlier steps) or a thread-count change (not reproducible)."""
+        rec = self.first_losses
+        if rec is None or self.step > FIRST_STEPS_N or len(rec) != self.step - 1:
+            return
+        threads = torch.get_num_threads()
+        if self.first_threads is None:
+            self.first_threads = threads
+        if threads == self.first_threads:
+            rec.append(loss)
+
+    def first_steps_record(self) -> dict:
+        n = len(self.first_losses or [])
+        return {"steps": list(range(1, n + 1)), "losses": list(self.first_losses or []),
+                "threads": self.first_threads, "pool_key": self.pool_key, "seed": self.cfg.seed,
+                "command": self.command,
+                "note": "exact loss of each first step of a run from scratch (train_log.csv holds means); "
+                        "deterministic for a fixed thread count"}
 
     # -- checkpoints ------------------------------------------------------------------------
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "ema": self.ema, "opt": self.opt.state_dict(), "step": self.step,
                 "generator": self.gen.get_state(), "elapsed_s": self.elapsed, "pool_key": self.pool_key,
-                "net": asdict(self.net_cfg), "train": asdict(self.cfg)}
+                "net": asdict(self.net_cfg), "train": asdict(self.cfg),
+                "first_losses": self.first_losses, "first_threads": self.first_threads}
 
     def save(self) -> None:
         atomic_torch_save(self.out / CHECKPOINT, self.state())
@@ -182,6 +216,9 @@ class PriorTrainer:
         w.writerows(rows)
         atomic_write_text(self.out / LOG, buf.getvalue())
         self.rows = []
+        if self.first_losses and len(self.first_losses) != self._first_saved:
+            atomic_write_json(self.out / FIRST_STEPS, self.first_steps_record())
+            self._first_saved = len(self.first_losses)
 
     def load(self) -> None:
         ck = torch.load(self.out / CHECKPOINT, map_location="cpu", weights_only=False)
@@ -195,6 +232,10 @@ class PriorTrainer:
         self.step = ck["step"]
         self.gen.set_state(ck["generator"])
         self.elapsed = ck["elapsed_s"]
+        # checkpoints written before the first-steps record hold neither key: record unknown
+        self.first_losses = ck.get("first_losses")
+        self.first_threads = ck.get("first_threads")
+        self._first_saved = -1
 
     # -- loop -------------------------------------------------------------------------------
     def run(self, until_step: int, checkpoint_every_s: float | None = None) -> list[float]:
@@ -283,12 +324,13 @@ def main(argv: list[str] | None = None) -> int:
         if (args.out / CHECKPOINT).exists() and not args.resume:
             raise UserError(f"{args.out} already holds a checkpoint: pass --resume to continue it, or pick another --out")
         pool, key = make_pool(args.data_root, train_cfg, world, log)
-        trainer = PriorTrainer(args.out, pool, PriorNetConfig(), train_cfg, pool_key=key, log=log)
+        command = "python -m " + " ".join(["generators.toyworld.train_prior"] + sys.argv[1:])
+        trainer = PriorTrainer(args.out, pool, PriorNetConfig(), train_cfg, pool_key=key, log=log, command=command)
         if args.resume and (args.out / CHECKPOINT).exists():
             trainer.load()
             log(f"resumed {args.out} at step {trainer.step}")
         atomic_write_json(args.out / "run.json", {
-            "command": "python -m " + " ".join(["generators.toyworld.train_prior"] + sys.argv[1:]),
+            "command": command,
             "threads": args.threads, "pool_key": key, "net": asdict(PriorNetConfig()), "train": asdict(train_cfg),
             "world": asdict(world),
         })

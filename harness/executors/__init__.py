@@ -5,7 +5,8 @@
 The same executors run the evaluation stage: options.evaluation set makes every worker score its
 run (harness.worker.execute_eval) instead of generating it.
 
-    local   in this process, one run after another (a bar over runs, one over steps)
+    local   in this process, one run after another (a bar over runs, one over steps), or in
+            `local.workers` processes at once
     ray     one Ray task per run with its GPU/CPU request; a local Ray or an existing cluster
     slurm   submitit job arrays; preempted tasks requeue and resume from their checkpoints
 """
@@ -30,7 +31,7 @@ def run_specs(specs: list[RunSpec], opts: WorkerOptions, settings: ExecutorSetti
     if settings.kind == "local":
         from harness.executors.local import run_local
 
-        return run_local(specs, opts)
+        return run_local(specs, opts, settings.local)
     if settings.kind == "ray":
         from harness.executors.ray_executor import run_ray
 

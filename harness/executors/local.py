@@ -1,19 +1,37 @@
-"""The local executor: every run in this process, one after another."""
+"""The local executor: every run on this machine, one after another or in a few worker processes.
+
+    executor: {kind: local, local: {workers: 2}}   # two runs at once, one torch thread each on 2 cores
+
+With `workers: 1` (the default) runs go in this process, in order, with a bar over steps from the
+workload. With more, each run goes to a pool of worker processes (spawned, so no CUDA or thread
+state is inherited); the run store's per-run locks make that as safe as any two workers.
+"""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
+from multiprocessing import get_context
 
 from tqdm.auto import tqdm
 
+from generators.errors import UserError
 from harness.executors import bar_label
+from harness.jobs import LocalSettings
 from harness.plan import RunSpec
 from harness.worker import WorkerOptions, execute_run
 
 
-def run_local(specs: list[RunSpec], opts: WorkerOptions, show_progress: bool = True) -> dict[str, int]:
-    """Run each spec in order; a bar over runs here, a bar over steps from the workload."""
+def run_local(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings | None = None,
+              show_progress: bool = True) -> dict[str, int]:
+    """Run each spec; a bar over runs here (and over steps from the workload when in-process)."""
+    settings = settings or LocalSettings()
+    if settings.workers < 1:
+        raise UserError(f"executor.local.workers must be >= 1, got {settings.workers}")
+    if settings.workers > 1 and len(specs) > 1:
+        return _run_pool(specs, opts, settings, show_progress)
     opts = replace(opts, show_progress=show_progress)
     outcomes: Counter = Counter()
     with tqdm(total=len(specs), desc=bar_label(opts), unit="run", disable=not show_progress) as bar:
@@ -22,4 +40,33 @@ def run_local(specs: list[RunSpec], opts: WorkerOptions, show_progress: bool = T
             outcomes[execute_run(spec, opts)] += 1
             bar.update(1)
             bar.set_postfix(dict(outcomes), refresh=False)
+    return dict(outcomes)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def _run_pool(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings, show_progress: bool) -> dict[str, int]:
+    workers = min(settings.workers, len(specs))
+    threads = settings.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+    opts = replace(opts, show_progress=False)  # one bar over runs; step bars of parallel runs would interleave
+    outcomes: Counter = Counter()
+    with tqdm(total=len(specs), desc=f"{bar_label(opts)} ({workers} workers)", unit="run",
+              disable=not show_progress) as bar:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_set_threads,
+                                 initargs=(threads,)) as pool:
+            futures = {pool.submit(execute_run, spec, opts): spec for spec in specs}
+            try:
+                for future in as_completed(futures):
+                    spec = futures[future]
+                    outcomes[future.result()] += 1
+                    bar.set_postfix_str(f"last: {spec.label} | {spec.prompt[:30]}", refresh=False)
+                    bar.update(1)
+            except BaseException:  # Ctrl-C or a worker crash: start nothing new; checkpoints keep the rest
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     return dict(outcomes)

@@ -1,0 +1,204 @@
+"""ToyBench in the report, over synthetic run directories with metrics.json toybench records.
+
+Known per-run numbers in, the means, counts, ground-truth row, sentence and pictures out; a
+ToyBench-only job has no T3Bench tables and does not list the T3Bench stages as gaps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from harness.plan import RunSpec
+from harness.report import build_report
+from harness.report_tables import (TOYBENCH_GROUND_TRUTH, ToyCell, ToyRow, toybench_summary)
+
+CATS = ("one-object", "two-objects")
+PROMPTS = {"one-object": [(0, "a red cube"), (6, "a blue sphere")],
+           "two-objects": [(5, "a yellow cube and a blue sphere"), (19, "a red torus and a blue cone")]}
+KEYS = ("alignment", "consistency", "janus", "quality")
+
+
+def _spec(method: str, cat: str, i: int, seed: int = 0) -> RunSpec:
+    index, prompt = PROMPTS[cat][i]
+    return RunSpec(method, method, cat, index, prompt, seed, "toy", {}, f"{cat}-{i}-{method}-s{seed}")
+
+
+def _reference(cat: str, i: int) -> dict:
+    # depends on the prompt only (as the real ground truth does), different per prompt
+    align = 1.0 if cat == "one-object" else (0.9375 if i == 0 else 0.875)
+    return {"alignment": align, "colour_set": 1.0, "shape_set": 1.0, "count": 1.0, "consistency": align,
+            "janus": 0.0, "modal_set": PROMPTS[cat][i][1][2:].replace(" and a ", " + "), "modal_is_caption": True,
+            "quality": 0.005 + 0.001 * i}
+
+
+def _write_run(results: Path, spec: RunSpec, nums: dict | None, cat: str, i: int, views: bool = True) -> None:
+    d = spec.run_dir(results)
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml.safe_dump({"method": spec.method, "prompt": spec.prompt, "seed": spec.seed,
+                                                   "models": "toy"}))
+    (d / "status.json").write_text(json.dumps({"state": "done", "method": spec.method, "prompt": spec.prompt,
+                                               "seed": spec.seed, "wall_time_s": 3.0}))
+    Image.fromarray(np.full((64, 128, 3), 120, np.uint8)).save(d / "views.png")
+    if views:
+        Image.fromarray(np.full((64, 256, 3), 90, np.uint8)).save(d / "toybench_views.png")
+    if nums is None:
+        return
+    rec = {"status": "done", "score": nums["alignment"], "colour_set": nums["alignment"], "shape_set": 1.0,
+           "count": 1.0, "modal_set": "red cube", "modal_is_caption": nums["alignment"] > 0.5,
+           "view_sets": ["red cube"] * 16, "reference": _reference(cat, i), "num_views": 16,
+           "model": {"judge": "/x/judge", "judge_architecture": "toyworld-judge-v1"},
+           "model_set": "toybench",
+           "settings": {"num_azimuths": 8, "start_azimuth_deg": 22.5, "elevations_deg": [15.0, 45.0], "distance": 3.0,
+                        "fov_y_deg": 42.0, "size": 32, "background": [0.35, 0.35, 0.35], "janus_min_fraction": 0.25,
+                        "quality_timesteps": [200, 400, 600], "quality_draws": 2, "quality_seed": 0},
+           "timing": {"render_s": 0.1, "score_s": 0.5}, **nums}
+    (d / "metrics.json").write_text(json.dumps({"format": 1, "normalization": None, "toybench": rec}))
+
+
+# per method, category, prompt: (alignment, consistency, janus, quality)
+SDS = {"one-object": [(0.5, 0.75, 0.0, 0.05), (0.25, 0.5, 1.0, 0.07)],
+       "two-objects": [(0.125, 0.5, 1.0, 0.08), (0.0, 0.625, 0.0, 0.09)]}
+IPA = {"one-object": [(0.25, 0.875, 0.0, 0.04), (0.25, 0.75, 0.0, 0.06)],  # worse than sds on one object
+       "two-objects": [(0.5, 0.75, 0.0, 0.06), None]}  # the second run is missing
+
+
+@pytest.fixture
+def toyjob(tmp_path):
+    results = tmp_path / "results"
+    specs = []
+    for method, table in (("sds", SDS), ("anchords-ipa", IPA)):
+        for cat in CATS:
+            for i, vals in enumerate(table[cat]):
+                spec = _spec(method, cat, i)
+                if vals is not None:
+                    _write_run(results, spec, dict(zip(KEYS, vals)), cat, i)
+                specs.append(spec)
+    return results, specs
+
+
+def _pct(v: float) -> str:
+    return f"{v * 100:.1f}"
+
+
+def test_toybench_table_means_counts_reference(toyjob):
+    results, specs = toyjob
+    paths = build_report("toy", specs, results)
+    text = paths["report"].read_text()
+
+    # per-run columns
+    df = pd.read_parquet(paths["scores"])
+    assert len(df) == 8 and set(df["benchmark"]) == {"toybench"}
+    assert {"toybench", "toybench_alignment", "toybench_consistency", "toybench_janus", "toybench_quality",
+            "toybench_modal_set", "toybench_ref_alignment", "toybench_ref_quality", "toybench_views_png"} <= set(df.columns)
+    sds = df[df["method"] == "sds"].set_index(["category", "prompt_index"])
+    assert sds.loc[("one-object", 6), "toybench_janus"] == 1.0 and sds.loc[("two-objects", 19), "toybench_quality"] == 0.09
+    assert sds.loc[("two-objects", 5), "toybench_ref_alignment"] == 0.9375
+    status = df.set_index(["method", "category", "prompt_index"])["status"]
+    assert status[("anchords-ipa", "two-objects", 19)] == "missing"
+    assert (status.drop(("anchords-ipa", "two-objects", 19)) == "scored").all()  # T3Bench stages not expected
+
+    # the aggregated table, long form
+    tb = pd.read_parquet(paths["toybench"]).set_index(["label", "category"])
+    for key, k in zip(KEYS, range(4)):
+        assert tb.loc[("sds", "one-object"), key] == pytest.approx(np.mean([v[k] for v in SDS["one-object"]]))
+        assert tb.loc[("sds", "all"), key] == pytest.approx(np.mean([v[k] for c in CATS for v in SDS[c]]))
+        ipa_all = [v[k] for c in CATS for v in IPA[c] if v is not None]
+        assert tb.loc[("anchords-ipa", "all"), key] == pytest.approx(np.mean(ipa_all))
+    assert tuple(tb.loc[("anchords-ipa", "two-objects"), ["n", "expected"]]) == (1, 2)
+    assert tuple(tb.loc[("anchords-ipa", "all"), ["n", "expected"]]) == (3, 4)
+    # ground truth: each prompt once (not once per method), over every prompt with a reference
+    gt = tb.loc[(TOYBENCH_GROUND_TRUTH, "two-objects")]
+    assert gt["alignment"] == pytest.approx((0.9375 + 0.875) / 2) and (gt["n"], gt["expected"]) == (2, 2)
+    assert tb.loc[(TOYBENCH_GROUND_TRUTH, "all"), "quality"] == pytest.approx(np.mean([0.005, 0.006, 0.005, 0.006]))
+    assert tuple(tb.loc[(TOYBENCH_GROUND_TRUTH, "all"), ["n", "expected"]]) == (4, 4)
+
+    # markdown
+    assert "## ToyBench" in text and "quality (colour-area error, lower better)" in text
+    assert "one object: alignment %" in text and "two objects: Janus rate %" in text and "all: n" in text
+    sds_line = next(ln for ln in text.splitlines() if ln.startswith("| **sds**"))
+    cells = [c.strip() for c in sds_line.strip("|").split("|")]
+    one = SDS["one-object"]
+    assert cells[2:7] == [_pct(np.mean([v[0] for v in one])), _pct(np.mean([v[1] for v in one])),
+                          _pct(np.mean([v[2] for v in one])), f"{np.mean([v[3] for v in one]):.3f}", "2/2"]
+    ipa_line = next(ln for ln in text.splitlines() if ln.startswith("| **anchords-ipa**"))
+    assert [c.strip() for c in ipa_line.strip("|").split("|")][7:12] == ["50.0", "75.0", "0.0", "0.060", "1/2"]
+    gt_line = next(ln for ln in text.splitlines() if ln.startswith(f"| {TOYBENCH_GROUND_TRUTH}"))
+    assert "| 100.0 |" in gt_line and _pct((0.9375 + 0.875) / 2) in gt_line
+    assert text.index("| **anchords-ipa**") < text.index(f"| {TOYBENCH_GROUND_TRUTH}")  # ground truth last
+
+    # the sentence, from the numbers
+    assert "Alignment, one object: best sds (37.5%, n=2/2); anchords-ipa does not beat sds (25.0% vs 37.5%); " \
+           "ground truth 100.0%." in text
+    assert "Alignment, two objects: best anchords-ipa (50.0%, n=1/2); anchords-ipa beats sds (50.0% vs 6.2%)" in text
+
+    # no T3Bench noise: no T3Bench tables, references, or "quality: not scored" gaps
+    for absent in ("## T3Bench", "## Ablation", "## CLIP", "## Published reference rows", "quality: not scored",
+                   "We render the Gaussians directly", "No bar chart"):
+        assert absent not in text
+    assert paths["chart"] is None
+    assert "PARTIAL RESULTS" in text.split("## ToyBench")[0]
+    gaps = text.split("## Gaps")[1].split("## Protocol")[0]
+    assert "no run directory" in gaps and "sds" not in {ln.split("|")[1].strip() for ln in gaps.splitlines()
+                                                         if ln.startswith("| ")}
+    assert "`toyworld-judge-v1`" in text and "at least 0.25 of the views" in text
+
+    # pictures: a ToyBench grid per prompt, one row per method and the rendered ground truth
+    assert len(paths["toybench_grids"]) == 4 and all(p.name.startswith("toybench-") for p in paths["toybench_grids"])
+    grid = Image.open(next(p for p in paths["toybench_grids"] if "two-objects-019" in p.name))
+    assert grid.size == (210 + 512, 16 + 3 * 128)
+    px = np.asarray(grid)
+    assert (px[16 + 10, 300] == 90).all()  # sds's views (scaled up)
+    assert (px[16 + 128 + 10, 300] == 96).all()  # anchords-ipa: missing -> grey placeholder
+    assert len(set(map(tuple, px[16 + 256:, 210:].reshape(-1, 3)))) > 10  # the ground truth, drawn
+    assert paths["html"].read_text().count("<img") == 4 + 4  # views grids + ToyBench grids
+
+
+def test_t3bench_and_toybench_in_one_job(toyjob):
+    """A mixed job: each benchmark's tables hold only its own runs."""
+    import test_report as t3
+
+    results, specs = toyjob
+    t3specs = []
+    for cat in ("single", "surr", "multi"):
+        spec = t3._spec("sds", cat, 0)
+        t3._write_run(results, spec, quality=50.0, rating=3, clip=0.3)
+        t3specs.append(spec)
+    text = build_report("mixed", specs + t3specs, results)["report"].read_text()
+    t3_table = text.split("## T3Bench")[1].split("###")[0]
+    assert "one-object" not in t3_table and "| **sds** | ours (sd15) | 50.0 (n=3/3) |" in t3_table
+    assert "## ToyBench" in text and "| **sds** | ours (toy) |" in text
+    assert "### ToyBench" in text.split("## Protocol")[1]
+
+
+def test_run_dirs_without_a_plan_get_toybench_indices(toyjob):
+    results, specs = toyjob
+    dirs = sorted(p.parent for p in (results / "runs").glob("sds/*/*/status.json"))
+    df = pd.read_parquet(build_report("dirs", dirs, results)["scores"])
+    assert sorted(df["prompt_index"]) == [0, 5, 6, 19] and set(df["benchmark"]) == {"toybench"}
+    assert set(df["status"]) == {"scored"}
+
+
+def test_summary_ties_and_missing_sds():
+    def row(label, method, a):
+        return ToyRow(label, method, "toy", {"all": ToyCell({"alignment": a}, 2, 2)})
+
+    lines = toybench_summary([row("a", "anchords-ipa", 0.5), row("b", "anchords-cn", 0.5), row("v", "vsd", 0.1)])
+    assert lines == ["Alignment, all: best a, b (50.0%, n=2/2, n=2/2)."]  # a tie; no sds, so no comparison
+    lines = toybench_summary([row("s", "sds", 0.3), row("a", "anchords-ipa", 0.3)])
+    assert "a ties s (30.0% vs 30.0%)" in lines[0]
+    assert toybench_summary([ToyRow("s", "sds", "toy", {"all": ToyCell({"alignment": None}, 0, 2)})]) == \
+        ["Alignment, all: no scored runs."]
+
+
+def test_views_file_name_matches_the_metric():
+    from harness.report_collect import TOYBENCH_VIEWS_FILE
+    from metrics.evaluate import TOYBENCH_VIEWS
+
+    assert TOYBENCH_VIEWS_FILE == TOYBENCH_VIEWS
