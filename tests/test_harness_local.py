@@ -180,3 +180,33 @@ def test_failed_run_shows_in_status_with_its_reason(tmp_path, capsys, monkeypatc
     assert "RuntimeError: explode" in out and "[2/2 gave up]" in out
     row = next(line for line in out.splitlines() if line.startswith("│ sds"))
     assert [c.strip() for c in row.split("│")[1:-1]] == ["sds", "cat", "2", "0", "1", "0", "3"]
+
+
+def test_local_workers_run_every_run_once_in_separate_processes(tmp_path):
+    """executor.local.workers: 2 runs go to two spawned worker processes; each run once, by one."""
+    steps = 5
+    job = _write_job(tmp_path, [f"prompt number {i}" for i in range(6)], steps,
+                     executor={"kind": "local", "local": {"workers": 2, "threads_per_worker": 1}})
+    results = tmp_path / "results"
+    proc = _harness(job, results, sleep_s=0.05)
+    out = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 0, out
+    pids = set()
+    for spec in plan_job(load_job(job)):
+        d = spec.run_dir(results)
+        assert json.loads((d / "status.json").read_text())["state"] == "done"
+        ex = _executions(d)
+        assert [s for _, s in ex] == list(range(steps))
+        assert len({p for p, _ in ex}) == 1
+        pids |= {p for p, _ in ex}
+    assert proc.pid not in pids and len(pids) == 2  # the runs ran in the two workers, not in the driver
+    # a second invocation finds everything done and runs nothing
+    again = _harness(job, results, sleep_s=0.05)
+    assert again.communicate(timeout=180)[0] and again.returncode == 0
+    assert all(len(_executions(s.run_dir(results))) == steps for s in plan_job(load_job(job)))
+
+
+def test_local_workers_below_one_is_a_user_error(tmp_path, capsys):
+    job = _write_job(tmp_path, ["a"], 2, executor={"kind": "local", "local": {"workers": 0}})
+    assert main(["benchmark", "--job", str(job), "--results", str(tmp_path / "r"), "--workload", COUNTER]) == 2
+    assert "workers must be >= 1" in capsys.readouterr().err

@@ -109,3 +109,28 @@ def test_weights_cli_dry_run_and_unknown_set(capsys):
     assert weights.main(["nope"]) == 2
     err = capsys.readouterr().err
     assert "sd15" in err and "sd21" in err
+
+
+def test_method_run_defaults_tune_one_method_and_its_descendants(tmp_path):
+    from generators.methods import resolve_run_config
+
+    toy = {m: resolve_run_config(m, prompt="a red cube", models="toy") for m in ("sds", "vsd", "sds-bridge")}
+    assert toy["sds"].guidance.guidance_scale == 30.0  # the set's run_defaults
+    assert toy["vsd"].guidance.guidance_scale == 7.5  # its method_run_defaults entry wins for vsd only
+    assert toy["sds-bridge"].guidance.source.bridge.stage_two_start_step == 320
+    assert toy["sds"].guidance.source.bridge.stage_two_start_step != 320
+    base = (tmp_path / "base").as_posix()
+    f = tmp_path / "set.yaml"
+    f.write_text(f"base: {{path: {base}}}\nrun_defaults: {{steps: 7}}\n"
+                 "method_run_defaults: {anchords-ipa: {guidance: {guidance_scale: 12.0}}}\n")
+    child = resolve_run_config("anchords-ipa-filter", models=str(f))  # extends anchords-ipa
+    assert (child.guidance.guidance_scale, child.steps) == (12.0, 7)
+    assert resolve_run_config("sds", models=str(f)).guidance.guidance_scale == 100.0
+    assert resolve_run_config("anchords-ipa-filter", models=str(f),
+                              overrides={"guidance": {"guidance_scale": 3.0}}).guidance.guidance_scale == 3.0
+    f.write_text(f"base: {{path: {base}}}\nmethod_run_defaults: {{sdss: {{steps: 3}}}}\n")
+    with pytest.raises(UserError, match="unknown method"):
+        resolve_run_config("sds", models=str(f))
+    f.write_text(f"base: {{path: {base}}}\nmethod_run_defaults: {{sds: {{stepz: 3}}}}\n")
+    with pytest.raises(UserError, match="stepz"):
+        load_set_spec(str(f))
