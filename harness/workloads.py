@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -176,6 +177,8 @@ def evaluate(spec, run_dir: Path, show_progress: bool = False, evaluation=None) 
 
 COUNTER_SLEEP_ENV = "HARNESS_COUNTER_SLEEP_S"  # seconds per step (default 0.02)
 COUNTER_FAIL_WORD = "explode"  # a prompt containing it raises at step 1
+COUNTER_KILL_WORD = "sigkill"  # a prompt containing it makes the counter SIGKILL its own process once
+COUNTER_KILLED = "killed.marker"
 COUNTER_CHECKPOINT = "counter.json"  # {"step": next step, "rows": [...]}
 COUNTER_EXECUTIONS = "executions.log"  # one "<pid> <step>" line per executed step (the test's probe)
 COUNTER_ROWS = "rows.json"  # the finished run's rows, one per step
@@ -201,6 +204,9 @@ def counter(spec, run_dir: Path, show_progress: bool = False) -> dict:
             log.flush()
             if COUNTER_FAIL_WORD in spec.prompt and step == 1:
                 raise RuntimeError(f"{COUNTER_FAIL_WORD}: the test workload failed on purpose at step {step}")
+            if COUNTER_KILL_WORD in spec.prompt and step == 1 and not (run_dir / COUNTER_KILLED).exists():
+                (run_dir / COUNTER_KILLED).touch()  # once: the resumed run goes on
+                os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(sleep_s)
             state = {"step": step + 1, "rows": state["rows"] + [{"step": step, "value": step * step}]}
             if state["step"] % every == 0 or state["step"] == steps:

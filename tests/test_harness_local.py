@@ -210,3 +210,23 @@ def test_local_workers_below_one_is_a_user_error(tmp_path, capsys):
     job = _write_job(tmp_path, ["a"], 2, executor={"kind": "local", "local": {"workers": 0}})
     assert main(["benchmark", "--job", str(job), "--results", str(tmp_path / "r"), "--workload", COUNTER]) == 2
     assert "workers must be >= 1" in capsys.readouterr().err
+
+
+def test_a_worker_killed_mid_run_is_reported_and_the_rerun_resumes(tmp_path):
+    steps = 4
+    job = _write_job(tmp_path, ["plain one", "sigkill two", "plain three"], steps,
+                     executor={"kind": "local", "local": {"workers": 2, "threads_per_worker": 1}})
+    results = tmp_path / "results"
+    proc = _harness(job, results, sleep_s=0.05)
+    out = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 1, out
+    assert "a worker process died" in out and "run the same command again" in out
+    again = _harness(job, results, sleep_s=0.05)
+    out = again.communicate(timeout=180)[0]
+    assert again.returncode == 0, out
+    for spec in plan_job(load_job(job)):
+        d = spec.run_dir(results)
+        assert json.loads((d / "status.json").read_text())["state"] == "done"
+        steps_run = [s for _, s in _executions(d)]
+        # every step ran; the killed run resumed from its last checkpoint (every step checkpoints)
+        assert sorted(set(steps_run)) == list(range(steps)) and steps_run[-1] == steps - 1

@@ -30,3 +30,24 @@ def test_benchmark_eval_report_on_the_tiny_set(tmp_path):
     before = (next((results / "runs").rglob("metrics.json"))).stat().st_mtime_ns
     harness(["eval", "pipe", "--models", "tiny", *common])
     assert (next((results / "runs").rglob("metrics.json"))).stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_demo_generates_scores_and_reports_toybench(tmp_path, capsys):
+    """`make demo`'s chain (one method, few steps): toy-set runs, ToyBench scores, the report."""
+    out = tmp_path / "demo"
+    args = ["demo", "--method", "anchords-ipa", "--steps", "10", "--out", str(out)]
+    assert harness(args) == 0
+    job_dir = out / "toybench-demo-anchords-ipa"
+    report = (job_dir / "report.md").read_text()
+    assert "## ToyBench" in report and "**anchords-ipa**" in report and "ground truth" in report
+    assert "## T3Bench" not in report  # no T3Bench section for a ToyBench-only job
+    table = pd.read_parquet(job_dir / "toybench.parquet")
+    assert {"one-object", "two-objects", "all"} <= set(table["category"])
+    records = sorted((out / "runs").rglob("metrics.json"))
+    assert len(records) == 4  # the 2 + 2 demo captions
+    assert "ToyWorld is a world of coloured" in capsys.readouterr().out
+    # running the demo again recomputes nothing
+    stamps = [p.stat().st_mtime_ns for p in records]
+    assert harness(args) == 0
+    assert [p.stat().st_mtime_ns for p in records] == stamps

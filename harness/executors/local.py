@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from multiprocessing import get_context
 
@@ -22,6 +24,8 @@ from harness.executors import bar_label
 from harness.jobs import LocalSettings
 from harness.plan import RunSpec
 from harness.worker import WorkerOptions, execute_run
+
+WORKER_DIED = "worker-died"  # outcome of the runs a dead worker process left unfinished
 
 
 def run_local(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings | None = None,
@@ -43,11 +47,14 @@ def run_local(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings
     return dict(outcomes)
 
 
-def _set_threads(threads: int) -> None:
+def _init_worker(threads: int) -> None:
+    """Torch threads of a pool worker; no per-model loading bars (several workers would garble them)."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
+    hf_logging.disable_progress_bar()
 
 
 def _run_pool(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings, show_progress: bool) -> dict[str, int]:
@@ -57,7 +64,7 @@ def _run_pool(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings
     outcomes: Counter = Counter()
     with tqdm(total=len(specs), desc=f"{bar_label(opts)} ({workers} workers)", unit="run",
               disable=not show_progress) as bar:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_set_threads,
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                                  initargs=(threads,)) as pool:
             futures = {pool.submit(execute_run, spec, opts): spec for spec in specs}
             try:
@@ -66,7 +73,14 @@ def _run_pool(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings
                     outcomes[future.result()] += 1
                     bar.set_postfix_str(f"last: {spec.label} | {spec.prompt[:30]}", refresh=False)
                     bar.update(1)
-            except BaseException:  # Ctrl-C or a worker crash: start nothing new; checkpoints keep the rest
+            except BrokenProcessPool as e:
+                # a worker was killed (out of memory, a signal): every run not finished is left as it
+                # was (checkpointed, its lock freed with the process); the same command resumes them
+                lost = len(specs) - sum(outcomes.values())
+                outcomes[WORKER_DIED] += lost
+                print(f"\nerror: a worker process died ({e}); {lost} run(s) not finished. Finished runs are "
+                      f"kept: run the same command again to resume the rest.", file=sys.stderr)
+            except BaseException:  # Ctrl-C: start nothing new; checkpoints keep the rest
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     return dict(outcomes)
