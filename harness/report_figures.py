@@ -128,8 +128,8 @@ def _toy_label(r: Optional[dict]) -> list[str]:
 
 
 def ground_truth_views_png(prompt: str, settings_json: Optional[str]) -> tuple[Optional[Image.Image], str]:
-    """The ToyWorld renderer's picture of the caption from the run's ToyBench cameras, laid out like
-    toybench_views.png (what the reference numbers were scored on); (None, why) when it cannot be drawn."""
+    """The ToyWorld sample of the caption the reference numbers were scored on, from the run's
+    ToyBench cameras, laid out like toybench_views.png; (None, why) when it cannot be drawn."""
     if not settings_json:
         return None, "no toybench settings recorded"
     try:
@@ -144,7 +144,7 @@ def ground_truth_views_png(prompt: str, settings_json: Optional[str]) -> tuple[O
         settings = json.loads(settings_json)
         known = {f.name for f in dataclasses.fields(ToyBenchConfig)}
         cfg = ToyBenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known})
-        views = ground_truth_views(prompt, toybench_cameras(cfg))
+        views = ground_truth_views(prompt, toybench_cameras(cfg), seed=cfg.reference_seed)  # the scored sample
         frames = (views.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         return Image.fromarray(image_grid(frames, cfg.num_azimuths)), ""
     except Exception as e:  # a picture, not a number: the report goes on without it

@@ -1,8 +1,10 @@
 """Score one finished run: normalise its Gaussians, render each protocol's views, run the metrics.
 
     cfg = EvalConfig(models="tiny")
-    models = load_metric_models(cfg.models, STAGES, "cpu")
-    record = evaluate_run(run_dir, cfg, models)          # writes run_dir/metrics.json
+    models = load_metric_models(cfg.models, T3BENCH_STAGES, "cpu")
+    record = evaluate_run(run_dir, cfg, models)          # the set's stages; writes run_dir/metrics.json
+
+    (ToyBench: EvalConfig(models="toybench") and stages ("toybench",), for runs on the `toy` set.)
 
 metrics.json (written atomically after every stage, so an interrupted evaluation resumes):
 

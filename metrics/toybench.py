@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -111,8 +110,9 @@ def colour_area_error(images: Tensor, truth: Tensor, background: tuple[float, fl
     return float(((a - b).abs().sum(dim=1) / b.sum(dim=1).clamp_min(1e-6)).mean())
 
 
-def judged_sets(judge, images: Tensor) -> list[tuple[int, ...]]:
-    """images [V, H, W, 3] in [0, 1] -> the judged object set of each view (sorted object ids)."""
+def judged_sets(judge, images: Tensor) -> tuple[list[tuple[int, ...]], dict[str, Tensor]]:
+    """images [V, H, W, 3] in [0, 1] -> (the judged object set of each view as sorted object ids,
+    the judge's predictions per head)."""
     pred = judge.predict(images.float())
     return [tuple(int(i) for i in torch.nonzero(row).flatten()) for row in pred["objects"]], pred
 
