@@ -65,20 +65,6 @@ def load_job_and_plan(job: str, results: Path) -> tuple[Job, list[RunSpec]]:
     raise UserError(f"no job {job!r}: not a job file, not a job in {results}, not jobs/{job}.yaml")
 
 
-def parse_stages(stages: str | None, models: str = "t3bench") -> tuple[str, ...]:
-    """The requested stages in canonical order; none requested = the metric set's own stages."""
-    from metrics.config import STAGES
-    from metrics.models import load_set_spec
-
-    if stages is None:
-        return load_set_spec(models).stages
-    wanted = [s.strip() for s in stages.split(",") if s.strip()]
-    unknown = sorted(set(wanted) - set(STAGES))
-    if unknown or not wanted:
-        raise UserError(f"unknown stage(s) {', '.join(unknown) or '(none given)'} (valid: {', '.join(STAGES)})")
-    return tuple(s for s in STAGES if s in wanted)
-
-
 def plan_eval(specs: list[RunSpec], results: Path, ev) -> EvalPlan:
     """Sort the runs (each run directory once) by what the evaluation has to do with them."""
     from harness.store import is_done
@@ -130,6 +116,7 @@ def evaluate_job(job: str, results: Path, *, models: str = "t3bench", stages: st
     from harness.executors import run_specs
     from harness.store import ensure_writable
     from harness.worker import EvalOptions, WorkerOptions
+    from metrics.models import parse_stages
 
     started = time.time()
     results = Path(results)

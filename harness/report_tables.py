@@ -56,13 +56,21 @@ def categories_of(rows: list[dict]) -> list[str]:
     return [c for c in T3BENCH_CATEGORIES if c in seen] + [c for c in seen if c not in T3BENCH_CATEGORIES]
 
 
+def by_label(rows: list[dict]) -> list[tuple[str, str, str, list[dict]]]:
+    """(label, method, its model sets joined, its rows) for each label, in plan order."""
+    out = []
+    for label in dict.fromkeys(r["label"] for r in rows):
+        mine = [r for r in rows if r["label"] == label]
+        out.append((label, mine[0]["method"], ", ".join(sorted({str(r["models"]) for r in mine})), mine))
+    return out
+
+
 def method_rows(rows: list[dict]) -> list[MethodRow]:
     """One MethodRow per label (plan order), with every cell and its count."""
     cats = categories_of(rows)
     out = []
-    for label in dict.fromkeys(r["label"] for r in rows):
-        mine = [r for r in rows if r["label"] == label]
-        mr = MethodRow(label, mine[0]["method"], ", ".join(sorted({str(r["models"]) for r in mine})))
+    for label, method, models, mine in by_label(rows):
+        mr = MethodRow(label, method, models)
         for cat in cats:
             cell_rows = [r for r in mine if r["category"] == cat]
             if not cell_rows:
@@ -261,9 +269,8 @@ def toybench_rows(rows: list[dict]) -> list[ToyRow]:
         return []
     cats = toybench_categories(tb)
     out = []
-    for label in dict.fromkeys(r["label"] for r in tb):
-        mine = [r for r in tb if r["label"] == label]
-        tr = ToyRow(label, mine[0]["method"], ", ".join(sorted({str(r["models"]) for r in mine})))
+    for label, method, models, mine in by_label(tb):
+        tr = ToyRow(label, method, models)
         for cat in cats:
             cell_rows = [r for r in mine if r["category"] == cat]
             if cell_rows:

@@ -20,6 +20,7 @@ within the invocation, it would end the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 from filelock import Timeout
@@ -82,13 +83,17 @@ def execute_run(spec: RunSpec, opts: WorkerOptions) -> str:
     run_dir = spec.run_dir(opts.results)
     if opts.force_before is None and is_done(run_dir):
         return CACHED  # the common case on a re-run: no lock file touched
-    lock = run_lock(run_dir)
+    return _under_lock(run_lock(run_dir), lambda: _execute_locked(spec, run_dir, opts))
+
+
+def _under_lock(lock, body: Callable[[], str]) -> str:
+    """body() while holding a run's lock; LOCKED when another worker holds it."""
     try:
         lock.acquire()
     except Timeout:
         return LOCKED
     try:
-        return _execute_locked(spec, run_dir, opts)
+        return body()
     finally:
         lock.release()
 
@@ -145,15 +150,7 @@ def execute_eval(spec: RunSpec, opts: WorkerOptions) -> str:
     run_dir = spec.run_dir(opts.results)
     if not is_done(run_dir):
         return NOT_GENERATED
-    lock = run_lock(run_dir, EVAL_LOCK_SUFFIX)
-    try:
-        lock.acquire()
-    except Timeout:
-        return LOCKED
-    try:
-        return _evaluate_locked(spec, run_dir, opts)
-    finally:
-        lock.release()
+    return _under_lock(run_lock(run_dir, EVAL_LOCK_SUFFIX), lambda: _evaluate_locked(spec, run_dir, opts))
 
 
 def _evaluate_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:

@@ -59,13 +59,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(line)
             return 0
         from metrics.evaluate import evaluate_runs
+        from metrics.models import parse_stages
 
-        stages = None
-        if args.stages is not None:
-            stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-            unknown = sorted(set(stages) - set(STAGES))
-            if unknown or not stages:
-                raise UserError(f"unknown stage(s) {', '.join(unknown) or '(none given)'} (valid: {', '.join(STAGES)})")
+        stages = parse_stages(args.stages, args.models)
         cfg = build_config(args.models, args.device, args.overrides)
         summary = evaluate_runs(args.runs, cfg, stages, args.force)
     except UserError as e:

@@ -380,6 +380,19 @@ def load_metric_models(set_name: str | Path, stages: Iterable[str] = ("quality",
     return models
 
 
+def parse_stages(stages: Optional[str], set_name: str | Path = "t3bench") -> tuple[str, ...]:
+    """A comma-separated stage list (the --stages flags) in canonical order; None = the set's own stages."""
+    from metrics.config import STAGES
+
+    if stages is None:
+        return load_set_spec(set_name).stages
+    wanted = [s.strip() for s in stages.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - set(STAGES))
+    if unknown or not wanted:
+        raise UserError(f"unknown stage(s) {', '.join(unknown) or '(none given)'} (valid: {', '.join(STAGES)})")
+    return tuple(s for s in STAGES if s in wanted)
+
+
 def eval_defaults(set_name: str | Path) -> dict:
     """The set's EvalConfig overrides (CPU-sized protocols for the tiny set)."""
     return load_set_spec(set_name).eval_defaults
