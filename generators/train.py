@@ -28,7 +28,7 @@ import yaml
 
 from generators.cameras import sample_training_cameras
 from generators.config import RunConfig, config_hash, config_to_dict
-from generators.errors import UserError
+from generators.errors import CorruptFileError, UserError
 from generators.gaussians import Gaussians
 from generators.guidance import Guidance, source_components
 from generators.io import atomic_torch_save, atomic_write_json, atomic_write_text
@@ -131,6 +131,16 @@ def _check_finite(name: str, value: torch.Tensor, step: int) -> None:
         raise NonFiniteError(f"non-finite {name} at step {step}")
 
 
+def _check_guidance_step(gstep, step: int) -> None:
+    """The guidance step's inputs and outputs are finite. Its gradient has NaN and Inf zeroed (a
+    stray value in one pixel must not end a run), so a non-finite guidance scale or noise
+    prediction would otherwise train on zeros and end "done"; the step's logged scalars (the
+    effective CFG scale, the noise-prediction norms) carry them: check those."""
+    bad = {k: v for k, v in gstep.logs.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        raise NonFiniteError(f"non-finite guidance at step {step}: {', '.join(f'{k}={v}' for k, v in bad.items())}")
+
+
 def save_checkpoint(path: Path, cfg: RunConfig, state: RunState, guidance: Guidance) -> None:
     atomic_torch_save(path, {
         "config_hash": config_hash(cfg),
@@ -186,7 +196,13 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
 
     guidance = build_guidance(cfg, models)
     ckpt_path = run_dir / RUN_FILES["checkpoint"]
-    state = load_checkpoint(ckpt_path, cfg, guidance, device)
+    try:
+        state = load_checkpoint(ckpt_path, cfg, guidance, device)
+    except UserError:
+        raise
+    except Exception as e:  # empty, truncated or not ours: say which file and what to do, once
+        raise CorruptFileError(ckpt_path, f"cannot be loaded as a checkpoint ({type(e).__name__}: {e})",
+                               "delete it: the run then starts over from step 0") from e
     if state is None:
         gaussians = initial_gaussians(cfg, models, device)
         state = RunState(0, gaussians, build_optimizer(gaussians, cfg.optim),
@@ -203,6 +219,7 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
         cams = sample_training_cameras(cfg.camera, gen).to(device)
         out = render(g, cams, cfg.render, background)
         gstep = guidance(out, cams, step, gen)
+        _check_guidance_step(gstep, step)
         loss_sparsity = sparsity_loss(out.depth, out.alpha)
         lam_sds = schedule_value(cfg.loss.lambda_sds, step)
         lam_sp = schedule_value(cfg.loss.lambda_sparsity, step)
@@ -287,8 +304,8 @@ def run_generation(cfg: RunConfig, run_dir: str | Path, *, show_progress: bool =
 
     try:
         state = train(cfg, models, run_dir, device, progress, stop_after)
-    except NonFiniteError as e:
-        status.update(state=STATUS_FAILED, reason=str(e), wall_time_s=time.perf_counter() - t0)
+    except NonFiniteError as e:  # deterministic: the same config fails the same way, never retried
+        status.update(state=STATUS_FAILED, reason=str(e), deterministic=True, wall_time_s=time.perf_counter() - t0)
         atomic_write_json(run_dir / RUN_FILES["status"], status)
         return status
     except (KeyboardInterrupt, SystemExit) as e:
