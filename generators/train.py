@@ -4,11 +4,16 @@
 
 The run directory is the unit of truth (file names in `outputs.RUN_FILES`). The loop checkpoints
 every `cfg.checkpoint_every` steps and resumes from `checkpoints/last.pt` when the saved config
-matches. Randomness comes from a generator seeded by (seed, step), so a resumed run is
-bit-identical on CPU to one that ran straight through (with the same torch thread count; the CPU
-kernels used here are deterministic without `torch.use_deterministic_algorithms`, which costs ~40%
-per step and is therefore not switched on). A NaN/Inf loss or parameter stops the run
-with a recorded reason.
+matches. Randomness comes from a generator seeded by (seed, step) and the checkpoint holds every
+state the loop carries, so what is guaranteed is:
+  - on CPU with one torch thread, a run killed at any point (even SIGKILL) and resumed is
+    bit-identical to one that ran straight through (tests/test_resume_after_kill.py);
+  - with more threads (or on a GPU) not even two straight runs are bit-identical: multi-threaded
+    reductions sum in a varying order (measured: Gaussians differ by ~1e-7 after 8 steps between two
+    straight 2-thread CPU runs), so a resumed run matches a straight one to that rounding, not bit
+    for bit. `torch.use_deterministic_algorithms` (~40% per step) is not switched on.
+A NaN/Inf loss, parameter or guidance step stops the run with a recorded reason (deterministic:
+not retried).
 """
 
 from __future__ import annotations
