@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +71,63 @@ def test_the_embedded_model_folders_are_built_readable(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(root.stat().st_mode) == 0o755
+
+
+# ----------------------------------------------------------------------------------------------
+# 10: the worker pool ends with its parent
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by init) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait(predicate, timeout_s: float) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _worker_pids(run_dir: Path) -> set[int]:
+    try:
+        return {int(line.split()[0]) for line in (run_dir / "executions.log").read_text().splitlines()}
+    except OSError:
+        return set()
+
+
+def test_sigterm_to_the_parent_ends_the_worker_pool_and_frees_the_run_locks(tmp_path):
+    from harness.jobs import load_job
+    from harness.plan import plan_job
+    from harness.store import is_locked
+
+    job = _job(tmp_path, ["a red apple", "a blue car"], steps=1000,
+               executor={"kind": "local", "local": {"workers": 2, "threads_per_worker": 1}})
+    results = tmp_path / "results"
+    dirs = [s.run_dir(results) for s in plan_job(load_job(job))]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HARNESS_COUNTER_SLEEP_S": "0.05"}
+    parent = subprocess.Popen([sys.executable, "-m", "harness", "benchmark", "--job", str(job), "--results",
+                               str(results), "--workload", COUNTER], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert _wait(lambda: all(_worker_pids(d) for d in dirs), 120), "the workers never started"
+        workers = set().union(*(_worker_pids(d) for d in dirs))
+        assert parent.pid not in workers and len(workers) == 2
+        parent.send_signal(signal.SIGTERM)  # the parent only, as systemd or a scheduler would
+        parent.wait(timeout=30)
+        assert _wait(lambda: not any(_alive(p) for p in workers), 10), "orphaned workers kept running"
+        assert not any(is_locked(d) for d in dirs)
+        assert all(json.loads((d / "status.json").read_text())["state"] == "running" for d in dirs)  # resumable
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL) if parent.poll() is None else None
+        for pid in _worker_pids(dirs[0]) | _worker_pids(dirs[1]):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
