@@ -9,3 +9,12 @@ class UserError(Exception):
 
 class MissingWeightsError(UserError):
     """A model's weights are not on this machine."""
+
+
+class CorruptFileError(UserError):
+    """A file the tools read back (a run's status, checkpoint, scores...) is empty, truncated or of
+    the wrong shape: the message names the file, what is wrong and what to do."""
+
+    def __init__(self, path, problem: str, advice: str):
+        super().__init__(f"{path}: {problem}; {advice}")
+        self.path = str(path)

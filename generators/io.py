@@ -1,6 +1,8 @@
 """Atomic file writes: write to a temporary file beside the target, fsync, then rename.
 
-A reader never sees a half-written file, and a crash leaves the old file intact.
+A reader never sees a half-written file, and a crash leaves the old file intact. The file gets the
+mode a new file gets from a plain `open(path, "w")` (0666 less the umask), not
+the 0600 of a temporary file: a colleague sharing the results folder can read every result.
 """
 
 from __future__ import annotations
@@ -10,6 +12,26 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux: /proc; elsewhere set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str | os.PathLike) -> None:
+    """Give a file or folder made by `tempfile` (0600 / 0700) the mode a new file or folder gets
+    from a plain open or mkdir: 0666 / 0777 less the umask."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~current_umask())
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -23,6 +45,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         write(tmp_path)
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        honour_umask(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -4,11 +4,16 @@
 
 The run directory is the unit of truth (file names in `outputs.RUN_FILES`). The loop checkpoints
 every `cfg.checkpoint_every` steps and resumes from `checkpoints/last.pt` when the saved config
-matches. Randomness comes from a generator seeded by (seed, step), so a resumed run is
-bit-identical on CPU to one that ran straight through (with the same torch thread count; the CPU
-kernels used here are deterministic without `torch.use_deterministic_algorithms`, which costs ~40%
-per step and is therefore not switched on). A NaN/Inf loss or parameter stops the run
-with a recorded reason.
+matches. Randomness comes from a generator seeded by (seed, step) and the checkpoint holds every
+state the loop carries, so what is guaranteed is:
+  - on CPU with one torch thread, a run killed at any point (even SIGKILL) and resumed is
+    bit-identical to one that ran straight through (tests/test_resume_after_kill.py);
+  - with more threads (or on a GPU) not even two straight runs are bit-identical: multi-threaded
+    reductions sum in a varying order (measured: Gaussians differ by ~1e-7 after 8 steps between two
+    straight 2-thread CPU runs), so a resumed run matches a straight one to that rounding, not bit
+    for bit. `torch.use_deterministic_algorithms` (~40% per step) is not switched on.
+A NaN/Inf loss, parameter or guidance step stops the run with a recorded reason (deterministic:
+not retried).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import yaml
 
 from generators.cameras import sample_training_cameras
 from generators.config import RunConfig, config_hash, config_to_dict
-from generators.errors import UserError
+from generators.errors import CorruptFileError, UserError
 from generators.gaussians import Gaussians
 from generators.guidance import Guidance, source_components
 from generators.io import atomic_torch_save, atomic_write_json, atomic_write_text
@@ -131,6 +136,16 @@ def _check_finite(name: str, value: torch.Tensor, step: int) -> None:
         raise NonFiniteError(f"non-finite {name} at step {step}")
 
 
+def _check_guidance_step(gstep, step: int) -> None:
+    """The guidance step's inputs and outputs are finite. Its gradient has NaN and Inf zeroed (a
+    stray value in one pixel must not end a run), so a non-finite guidance scale or noise
+    prediction would otherwise train on zeros and end "done"; the step's logged scalars (the
+    effective CFG scale, the noise-prediction norms) carry them: check those."""
+    bad = {k: v for k, v in gstep.logs.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        raise NonFiniteError(f"non-finite guidance at step {step}: {', '.join(f'{k}={v}' for k, v in bad.items())}")
+
+
 def save_checkpoint(path: Path, cfg: RunConfig, state: RunState, guidance: Guidance) -> None:
     atomic_torch_save(path, {
         "config_hash": config_hash(cfg),
@@ -186,7 +201,13 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
 
     guidance = build_guidance(cfg, models)
     ckpt_path = run_dir / RUN_FILES["checkpoint"]
-    state = load_checkpoint(ckpt_path, cfg, guidance, device)
+    try:
+        state = load_checkpoint(ckpt_path, cfg, guidance, device)
+    except UserError:
+        raise
+    except Exception as e:  # empty, truncated or not ours: say which file and what to do, once
+        raise CorruptFileError(ckpt_path, f"cannot be loaded as a checkpoint ({type(e).__name__}: {e})",
+                               "delete it: the run then starts over from step 0") from e
     if state is None:
         gaussians = initial_gaussians(cfg, models, device)
         state = RunState(0, gaussians, build_optimizer(gaussians, cfg.optim),
@@ -203,6 +224,7 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
         cams = sample_training_cameras(cfg.camera, gen).to(device)
         out = render(g, cams, cfg.render, background)
         gstep = guidance(out, cams, step, gen)
+        _check_guidance_step(gstep, step)
         loss_sparsity = sparsity_loss(out.depth, out.alpha)
         lam_sds = schedule_value(cfg.loss.lambda_sds, step)
         lam_sp = schedule_value(cfg.loss.lambda_sparsity, step)
@@ -287,8 +309,8 @@ def run_generation(cfg: RunConfig, run_dir: str | Path, *, show_progress: bool =
 
     try:
         state = train(cfg, models, run_dir, device, progress, stop_after)
-    except NonFiniteError as e:
-        status.update(state=STATUS_FAILED, reason=str(e), wall_time_s=time.perf_counter() - t0)
+    except NonFiniteError as e:  # deterministic: the same config fails the same way, never retried
+        status.update(state=STATUS_FAILED, reason=str(e), deterministic=True, wall_time_s=time.perf_counter() - t0)
         atomic_write_json(run_dir / RUN_FILES["status"], status)
         return status
     except (KeyboardInterrupt, SystemExit) as e:

@@ -4,8 +4,9 @@
     RESULTS/<job name>/plan.json    every run of the job: group, method, category, prompt, seed, dir
     RESULTS/runs/...                the shared run store
 
-Every check a user can fail (job file, methods, overrides, prompts, results folder) happens
-before anything is written, so a bad command touches nothing.
+Every check a user can fail (job file, methods, overrides, prompts, results folder, the model
+sets' weights, a saved plan of the same job name with other runs) happens before anything is
+written, so a bad command touches nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Settings:
     dry_run: bool = False
     wait: bool = True
     workload: str = DEFAULT_WORKLOAD
+    replace_plan: bool = False  # --replace-plan: a job of this name may change its runs
 
 
 def default_job_name(methods: list[str]) -> str:
@@ -122,12 +124,56 @@ def save_job_files(job: Job, specs: list[RunSpec], job_dir: Path) -> None:
                                             "runs": [spec.to_dict() for spec in specs]})
 
 
+PLAN_ADVICE = "run `harness benchmark` for this job again to rewrite it (finished runs are kept)"
+
+
 def load_plan(job_dir: Path) -> tuple[dict, list[RunSpec]]:
-    """The saved job (as a dict) and its planned runs."""
-    plan = json.loads((job_dir / PLAN_FILE).read_text(encoding="utf-8"))
-    job = yaml.safe_load((job_dir / JOB_FILE).read_text(encoding="utf-8"))
-    specs = [RunSpec(**{k: v for k, v in r.items() if k != "dir"}) for r in plan["runs"]]
+    """The saved job (as a dict) and its planned runs; CorruptFileError (the file, what to do)
+    when job.yaml or plan.json is missing, empty, truncated or of the wrong shape."""
+    from generators.errors import CorruptFileError
+
+    def read(name: str, parse):
+        path = job_dir / name
+        try:
+            return parse(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise CorruptFileError(path, f"cannot be read ({e.strerror or e})", PLAN_ADVICE) from None
+        except (ValueError, yaml.YAMLError) as e:
+            raise CorruptFileError(path, f"is not valid (truncated?): {str(e).splitlines()[0] if str(e) else e}",
+                                   PLAN_ADVICE) from None
+
+    plan = read(PLAN_FILE, json.loads)
+    job = read(JOB_FILE, yaml.safe_load)
+    if not isinstance(job, dict):
+        raise CorruptFileError(job_dir / JOB_FILE, "is not a job (a YAML mapping)", PLAN_ADVICE)
+    try:
+        specs = [RunSpec(**{k: v for k, v in r.items() if k != "dir"}) for r in plan["runs"]]
+    except (TypeError, KeyError, AttributeError) as e:
+        raise CorruptFileError(job_dir / PLAN_FILE, f"has the wrong shape ({type(e).__name__}: {e})",
+                               PLAN_ADVICE) from None
     return job, specs
+
+
+def check_saved_plan(job: Job, specs: list[RunSpec], job_dir: Path, replace: bool) -> None:
+    """A job name names one set of runs: refuse (UserError) when RESULTS/<job>/ holds a plan with
+    other runs, unless `replace` (--replace-plan). A plan that cannot be read is replaced (with a
+    note): it is rewritten from the job below anyway."""
+    from generators.errors import CorruptFileError
+
+    if replace or not (job_dir / PLAN_FILE).exists():
+        return
+    try:
+        _, saved = load_plan(job_dir)
+    except CorruptFileError as e:
+        print(f"note: {e}: replaced by this job's plan")
+        return
+    old, new = {sp.rel_dir for sp in saved}, {sp.rel_dir for sp in specs}
+    if old != new:
+        raise UserError(
+            f"job {job.name!r} already has a saved plan in {job_dir} with other runs ({len(old - new)} of its "
+            f"{len(old)} runs are not in this one, {len(new - old)} new): its status and report would silently "
+            f"cover the new runs only. Give this one another name (--name NAME), or replace the saved plan on "
+            f"purpose with --replace-plan (no run is deleted)")
 
 
 def describe_plan(job: Job, specs: list[RunSpec], todo: list[RunSpec], results: Path) -> str:
@@ -158,11 +204,15 @@ def benchmark(s: Settings) -> tuple[Job, list[RunSpec], dict[str, int]]:
     specs = plan_job(job)
     results = Path(s.results)
     todo = select_to_run(specs, results, s, job.executor.max_attempts)
+    job_dir = results / job.name
+    check_saved_plan(job, specs, job_dir, s.replace_plan)
     if s.dry_run:
         print(describe_plan(job, specs, todo, results))
         return job, specs, {}
+    from harness.workloads import preflight
+
+    preflight(s.workload, todo)  # the model sets' weights, once, before anything is written
     ensure_writable(results)
-    job_dir = results / job.name
     save_job_files(job, specs, job_dir)
     print(describe_plan(job, specs, todo, results).splitlines()[0])
     opts = WorkerOptions(results=str(results.resolve()), max_attempts=job.executor.max_attempts,

@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--retry-failed", action="store_true", help="retry runs that reached max_attempts failures")
     b.add_argument("--dry-run", action="store_true", help="print the plan and exit; nothing is run or written")
     b.add_argument("--no-wait", action="store_true", help="slurm: submit and return (follow with `status`)")
+    b.add_argument("--replace-plan", action="store_true",
+                   help="let this job name's saved plan change its runs (default: refuse, exit 2)")
     b.add_argument("--workload", default=None, help=argparse.SUPPRESS)  # tests: module:function per run
 
     s = sub.add_parser("status", help="done / running / failed / pending per run group and category")
@@ -98,6 +100,7 @@ def cmd_benchmark(args) -> int:
     from generators.config import ConfigError, parse_dotted
     from harness.benchmark import Settings, benchmark
     from harness.status import job_status, render_status
+    from harness.store import USER_ERROR
     from harness.workloads import DEFAULT_WORKLOAD
 
     try:
@@ -109,7 +112,8 @@ def cmd_benchmark(args) -> int:
                         models=args.models, executor=args.executor, limit=args.limit, steps=args.steps,
                         max_attempts=args.max_attempts, overrides=overrides, results=args.results,
                         force=args.force, retry_failed=args.retry_failed, dry_run=args.dry_run,
-                        wait=not args.no_wait, workload=args.workload or DEFAULT_WORKLOAD)
+                        wait=not args.no_wait, workload=args.workload or DEFAULT_WORKLOAD,
+                        replace_plan=args.replace_plan)
     job, specs, outcomes = benchmark(settings)
     if args.dry_run:
         return 0
@@ -118,6 +122,8 @@ def cmd_benchmark(args) -> int:
         return 0
     st = job_status(specs, args.results, job.executor.max_attempts)
     render_status(st, f"{job.name} ({args.results})")
+    if st.needs_user or outcomes.get(USER_ERROR):  # a user error or a corrupt file: see the messages
+        return 2
     return 0 if st.complete else 1
 
 
@@ -133,7 +139,13 @@ def _status_targets(args) -> list[tuple[str, dict, list]]:
         dirs = sorted(p.parent for p in results.glob(f"*/{PLAN_FILE}") if (p.parent / JOB_FILE).is_file())
         if not dirs:
             raise UserError(f"no jobs in {results} yet (run `python -m harness benchmark` first)")
-        return [(d.name, *load_plan(d)) for d in dirs]
+        targets = []
+        for d in dirs:  # one unreadable job does not hide the others
+            try:
+                targets.append((d.name, *load_plan(d)))
+            except UserError as e:
+                print(f"error: job {d.name}: {e}", file=sys.stderr)
+        return targets
     path = Path(target)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         job = load_job(path)

@@ -10,9 +10,13 @@ process, and each run is scored under its own eval lock with its own eval_attemp
 generation bookkeeping (status.json, attempts.json, the run lock) is never touched.
 
 Resumable: only runs that still miss a requested stage go to the executor, and metrics.json keeps
-each stage as soon as it is scored. Runs not generated yet are listed, not scored; runs scored
-with other settings are listed (re-score them with --force). Exit code 0 when every generated run
-is scored, 1 otherwise; 2 for a user error, raised before anything is written or submitted.
+each stage as soon as it is scored. A stage counts as scored only when it holds a number (a judge
+that gave no rating leaves a gap, as in the report). Runs not generated yet are listed, not scored;
+runs scored with other settings are listed (re-score them with --force); runs with a corrupt file
+(status.json, metrics.json, eval_attempts.json) are listed with the file and what to do, and the
+others are scored. Exit code 0 when every generated run is scored, 1 otherwise; 2 for a user error
+(raised before anything is written or submitted: bad settings, missing metric weights) or when a
+run needs the user (a corrupt file, a run that cannot be read).
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ class EvalPlan:
     scored: list = field(default_factory=list)  # [RunSpec]: every requested stage done, same settings
     mismatched: list = field(default_factory=list)  # [(RunSpec, reason)]: scored with other settings
     todo: list = field(default_factory=list)  # [RunSpec]: generated, some stage missing
+    corrupt: list = field(default_factory=list)  # [(RunSpec, message)]: a file of the run cannot be read
 
     @property
     def generated(self) -> int:
-        return len(self.scored) + len(self.mismatched) + len(self.todo)
+        return len(self.scored) + len(self.mismatched) + len(self.todo) + len(self.corrupt)
 
 
 def load_job_and_plan(job: str, results: Path) -> tuple[Job, list[RunSpec]]:
@@ -67,7 +72,8 @@ def load_job_and_plan(job: str, results: Path) -> tuple[Job, list[RunSpec]]:
 
 def plan_eval(specs: list[RunSpec], results: Path, ev) -> EvalPlan:
     """Sort the runs (each run directory once) by what the evaluation has to do with them."""
-    from harness.store import is_done
+    from generators.errors import CorruptFileError
+    from harness.store import EVAL_ATTEMPTS_FILE, Attempts, is_done
     from harness.workloads import eval_config, stages_to_score
 
     cfg, set_name = eval_config(ev)
@@ -78,11 +84,15 @@ def plan_eval(specs: list[RunSpec], results: Path, ev) -> EvalPlan:
             continue
         seen.add(spec.rel_dir)
         run_dir = spec.run_dir(results)
-        if not is_done(run_dir):
-            plan.not_generated.append(spec)
-            continue
         try:
+            if not is_done(run_dir):
+                plan.not_generated.append(spec)
+                continue
+            Attempts.read(run_dir, EVAL_ATTEMPTS_FILE)  # readable, or the run is reported here
             todo = stages_to_score(run_dir, cfg, set_name, ev.stages, ev.force_before)
+        except CorruptFileError as e:
+            plan.corrupt.append((spec, str(e)))
+            continue
         except UserError as e:
             plan.mismatched.append((spec, str(e)))
             continue
@@ -94,8 +104,10 @@ def _print_summary(name: str, plan: EvalPlan, results: Path, total: int) -> None
     from harness.store import EVAL_ATTEMPTS_FILE, read_json
 
     print(f"eval {name}: {plan.generated} of {total} runs generated: {len(plan.scored)} scored, "
-          f"{len(plan.todo)} not scored, {len(plan.mismatched)} scored with other settings; "
-          f"{len(plan.not_generated)} not generated (not scored)")
+          f"{len(plan.todo)} not scored, {len(plan.mismatched)} scored with other settings, "
+          f"{len(plan.corrupt)} with a corrupt file; {len(plan.not_generated)} not generated (not scored)")
+    for spec, message in plan.corrupt:  # every one: each needs the user
+        print(f"  corrupt file: {spec.rel_dir}  {message}")
     for spec in plan.todo[:LISTED]:
         rec = read_json(spec.run_dir(results) / EVAL_ATTEMPTS_FILE) or {}
         print(f"  not scored: {spec.rel_dir}  {rec.get('last_reason') or ''}")
@@ -114,7 +126,7 @@ def evaluate_job(job: str, results: Path, *, models: str = "t3bench", stages: st
     """Plan, score through the executor, summarise; returns the exit code (0: every generated run
     scored). Every user error is raised before anything is written or submitted."""
     from harness.executors import run_specs
-    from harness.store import ensure_writable
+    from harness.store import USER_ERROR, ensure_writable
     from harness.worker import EvalOptions, WorkerOptions
     from metrics.models import parse_stages
 
@@ -129,6 +141,10 @@ def evaluate_job(job: str, results: Path, *, models: str = "t3bench", stages: st
     ev = EvalOptions(models=models, stages=parse_stages(stages, models), device=device, overrides=tuple(overrides or ()),
                      force_before=started if force else None)
     plan = plan_eval(specs, results, ev)  # also checks the metric set and the --set overrides
+    if plan.todo:
+        from harness.workloads import preflight
+
+        preflight(workload, plan.todo, ev)  # the metric weights, once, before anything is written
     print(f"eval {j.name}: {len(plan.todo)} run(s) to score (stages {','.join(ev.stages)}, metric models "
           f"{models}{', forced' if force else ''}) on executor {settings.kind}; "
           f"{len(plan.scored)} already scored, {len(plan.not_generated)} not generated")
@@ -140,6 +156,10 @@ def evaluate_job(job: str, results: Path, *, models: str = "t3bench", stages: st
         print(f"outcomes: {dict(sorted(Counter(outcomes).items()))}")
         if not wait and settings.kind == "slurm":  # submitted; `harness eval` again shows the scores
             return 0
+    else:
+        outcomes = {}
     final = plan_eval(specs, results, EvalOptions(ev.models, ev.stages, ev.device, ev.overrides))
     _print_summary(j.name, final, results, len({s.rel_dir for s in specs}))
+    if final.corrupt or outcomes.get(USER_ERROR):  # the messages above say which file and what to do
+        return 2
     return 0 if len(final.scored) == final.generated else 1

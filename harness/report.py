@@ -299,7 +299,8 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
     text = render_markdown(job_name, rows, refs, chart_note, grids, toy_grids)
     atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "report.html", render_html(job_name, text, grids, toy_grids))
-    return {"scores": out / "scores.parquet", "report": out / "report.md", "html": out / "report.html",
+    return {"problems": [r["problems"] for r in rows if r.get("problems")],  # unreadable files, per run
+            "scores": out / "scores.parquet", "report": out / "report.md", "html": out / "report.html",
             "chart": None if chart_note else chart, "grids": [out / "grids" / g["file"] for g in grids],
             "toybench": toy_table, "toybench_grids": [out / "grids" / g["file"] for g in toy_grids]}
 
@@ -315,6 +316,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    for problem in paths["problems"]:  # the report went on without these files
+        print(f"warning: {problem}", file=sys.stderr)
     print(f"report: {paths['report']}\nscores: {paths['scores']}\nhtml:   {paths['html']}")
     return 0
 

@@ -13,6 +13,11 @@ run folders `one-object` / `two-objects`) or of the `toy` model set is a ToyBenc
 Every other run is a T3Bench run (quality, alignment, clip expected), as before. ToyBench runs
 get the flat toybench_* columns (and toybench_ref_* for the ground truth of the same cameras);
 T3Bench runs get them only when their metrics.json holds a toybench record.
+
+A file that cannot be read (empty, truncated, valid JSON of the wrong shape, a truncated PNG) never
+stops the report: a corrupt status.json or metrics.json makes the run's row "corrupt", with the
+file and what to do as its reason; an unreadable picture or attempts.json is left out and named in
+the row's `problems` (harness.report prints them).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Iterable, Optional
 import yaml
 
 from generators.outputs import RUN_FILES
+from harness.store import stage_has_score
 
 METRICS_FILE = "metrics.json"
 ATTEMPTS_FILE = "attempts.json"
@@ -36,8 +42,12 @@ TOYBENCH_NUMBERS = ("alignment", "consistency", "janus", "quality", "colour_set"
 TOYBENCH_REF_KEYS = (*TOYBENCH_NUMBERS, "modal_set", "modal_is_caption")
 
 # Row states, from worst to best. "scored" = every stage has its number.
-MISSING, FAILED, RUNNING, STOPPED, UNSCORED, PARTIAL, SCORED = (
-    "missing", "failed", "running", "stopped", "unscored", "partial", "scored")
+CORRUPT, MISSING, FAILED, RUNNING, STOPPED, UNSCORED, PARTIAL, SCORED = (
+    "corrupt", "missing", "failed", "running", "stopped", "unscored", "partial", "scored")
+REDRAW_ADVICE = {  # what to do about an unreadable picture, per file
+    RUN_FILES["grid"]: "rerun the run with `harness benchmark --force` to draw it again",
+    TOYBENCH_VIEWS_FILE: "delete it and rerun `harness eval --force --stages toybench` to draw it again",
+}
 
 
 def _read_json(path: Path) -> Optional[Any]:
@@ -52,6 +62,39 @@ def _read_yaml(path: Path) -> Optional[Any]:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return None
+
+
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _record(path: Path, problems: list) -> Optional[dict]:
+    """A run-store JSON file (harness.store.read_record); a corrupt one is named in `problems`."""
+    from generators.errors import CorruptFileError
+    from harness.store import read_record
+
+    try:
+        return read_record(path)
+    except CorruptFileError as e:
+        problems.append(str(e))
+        return None
+
+
+def readable_picture(path: Path, problems: list) -> Optional[str]:
+    """str(path) when it is an image that decodes to the end; None when absent, and None with a
+    note in `problems` when it is empty, truncated or not an image."""
+    from PIL import Image
+
+    if not path.is_file():
+        return None
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        advice = REDRAW_ADVICE.get(path.name, "delete it")
+        problems.append(f"{path}: cannot be read as a picture (truncated?) ({e}); {advice}")
+        return None
+    return str(path)
 
 
 def toybench_category_slugs() -> dict[str, str]:
@@ -88,8 +131,8 @@ def benchmark_of(category: str, models: Any) -> str:
 
 def _identity_from_dir(run_dir: Path, results: Path) -> dict:
     """method/category/run_id from RESULTS/runs/<method>/<category>/<run_id>, prompt etc. from config.yaml."""
-    cfg = _read_yaml(run_dir / RUN_FILES["config"]) or {}
-    status = _read_json(run_dir / RUN_FILES["status"]) or {}
+    cfg = _mapping(_read_yaml(run_dir / RUN_FILES["config"]))
+    status = _mapping(_read_json(run_dir / RUN_FILES["status"]))
     parts = run_dir.parts
     method = cfg.get("method") or status.get("method") or (parts[-3] if len(parts) >= 3 else "?")
     category = parts[-2] if len(parts) >= 2 else "?"
@@ -129,7 +172,7 @@ def _stage_columns(stage: str, rec: Any) -> dict:
     score = rec.get("score")
     out[f"{stage}_status"] = status if score is not None or status != "done" else "no-score"
     out[f"{stage}_reason"] = rec.get("reason") or rec.get("missing_reason")
-    out[stage] = float(score) if isinstance(score, (int, float)) and status == "done" else None
+    out[stage] = float(score) if stage_has_score(rec) else None
     out[f"{stage}_model_set"] = rec.get("model_set")
     out[f"{stage}_eval_s"] = sum(v for v in (rec.get("timing") or {}).values() if isinstance(v, (int, float))) or None
     if stage == "quality":
@@ -156,7 +199,7 @@ def _number(v: Any) -> Optional[float]:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def _toybench_columns(rec: Any, run_dir: Path) -> dict:
+def _toybench_columns(rec: Any, run_dir: Path, problems: list) -> dict:
     """Flat toybench_* columns of a metrics.json toybench record (None where it has no number)."""
     out: dict = {"toybench_status": None, "toybench_reason": None, TOYBENCH: None}
     out.update({f"toybench_{k}": None for k in (*TOYBENCH_NUMBERS, "modal_set", "modal_is_caption")})
@@ -191,8 +234,7 @@ def _toybench_columns(rec: Any, run_dir: Path) -> dict:
     settings = rec.get("settings")
     out["toybench_settings"] = json.dumps(settings, sort_keys=True, default=str) if settings else None
     out["toybench_eval_s"] = sum(v for v in (rec.get("timing") or {}).values() if isinstance(v, (int, float))) or None
-    views_png = run_dir / TOYBENCH_VIEWS_FILE
-    out["toybench_views_png"] = str(views_png) if views_png.is_file() else None
+    out["toybench_views_png"] = readable_picture(run_dir / TOYBENCH_VIEWS_FILE, problems)
     return out
 
 
@@ -220,23 +262,28 @@ def _state(row: dict, status: Optional[dict], metrics: Optional[dict], attempts:
 
 def collect_row(identity: dict) -> dict:
     run_dir = Path(identity["run_dir"])
-    status = _read_json(run_dir / RUN_FILES["status"])
-    metrics = _read_json(run_dir / METRICS_FILE)
-    attempts = _read_json(run_dir / ATTEMPTS_FILE)
+    corrupt: list = []  # status.json or metrics.json: the row cannot be trusted
+    problems: list = []  # a picture or attempts.json: left out, the row stands
+    status = _record(run_dir / RUN_FILES["status"], corrupt)
+    metrics = _record(run_dir / METRICS_FILE, corrupt)
+    attempts = _record(run_dir / ATTEMPTS_FILE, problems)
     row = dict(identity)
     row["benchmark"] = benchmark_of(row["category"], row.get("models"))
     for stage in STAGES:
         row.update(_stage_columns(stage, (metrics or {}).get(stage)))
     toy = (metrics or {}).get(TOYBENCH) if isinstance(metrics, dict) else None
     if row["benchmark"] == TOYBENCH or toy is not None:
-        row.update(_toybench_columns(toy, run_dir))
+        row.update(_toybench_columns(toy, run_dir, problems))
     row["status"], row["reason"] = _state(row, status, metrics if isinstance(metrics, dict) else None, attempts)
+    if corrupt:
+        row["status"], row["reason"] = CORRUPT, "; ".join(corrupt)
     status = status or {}
     row["run_state"] = status.get("state")
     for key in ("wall_time_s", "seconds_per_step", "num_gaussians", "peak_memory_mb", "steps", "device"):
         row[key] = status.get(key)
     row["models_resolved"] = json.dumps(status.get("models_resolved") or {}, sort_keys=True, default=str)
-    row["views_png"] = str(run_dir / RUN_FILES["grid"]) if (run_dir / RUN_FILES["grid"]).is_file() else None
+    row["views_png"] = readable_picture(run_dir / RUN_FILES["grid"], problems)
+    row["problems"] = "; ".join(corrupt + problems) or None
     return row
 
 

@@ -27,6 +27,11 @@ class JobStatus:
         return out
 
     @property
+    def needs_user(self) -> list:
+        """The failures the user has to act on (a corrupt file, missing weights, a bad setting)."""
+        return [(spec, d) for spec, d in self.failures if d.get("corrupt") or d.get("user_error")]
+
+    @property
     def complete(self) -> bool:
         t = self.total()
         return t[DONE] == sum(t.values())
@@ -42,6 +47,16 @@ def job_status(specs: list[RunSpec], results: Path, max_attempts: int) -> JobSta
         elif state == PENDING and details.get("interrupted"):
             st.interrupted += 1
     return st
+
+
+def _failure_kind(d: dict) -> str:
+    if d.get("corrupt"):
+        return "corrupt file"
+    if d.get("user_error"):
+        return "needs you; no attempt spent"
+    if d.get("deterministic"):
+        return "deterministic, not retried"
+    return f"{d.get('failures')}/{d.get('max_attempts')} " + ("gave up" if d.get("gave_up") else "will retry")
 
 
 def render_status(st: JobStatus, title: str, max_failures: int = 20) -> None:
@@ -67,9 +82,8 @@ def render_status(st: JobStatus, title: str, max_failures: int = 20) -> None:
     if st.failures:
         console.print(f"failures ({len(st.failures)}):")
         for spec, d in st.failures[:max_failures]:
-            gave_up = " gave up" if d.get("gave_up") else " will retry"
-            console.print(f"  {spec.rel_dir}  [{d.get('failures')}/{d.get('max_attempts')}{gave_up}]  "
-                          f"{d.get('reason') or 'no reason recorded'}", markup=False, soft_wrap=True)
+            console.print(f"  {spec.rel_dir}  [{_failure_kind(d)}]  {d.get('reason') or 'no reason recorded'}",
+                          markup=False, soft_wrap=True)
         if len(st.failures) > max_failures:
             console.print(f"  ... and {len(st.failures) - max_failures} more")
 

@@ -3,10 +3,12 @@
     outcome = execute_run(spec, options)
 
 Outcomes: "done" (ran to the end now), "cached" (was already done), "locked" (another worker
-holds it), "failed" (max_attempts failures, the last reason in attempts.json), "stopped" (the
-workload stopped early and can resume). Exceptions of the workload are caught, recorded and
-retried; KeyboardInterrupt and SystemExit (a kill, a SLURM preemption) propagate and leave the
-run resumable.
+holds it, or `harness eval` is scoring the run --force would replace), "failed" (max_attempts
+failures, or one deterministic failure such as a non-finite loss; the last reason in
+attempts.json), "stopped" (the workload stopped early and can resume), "user-error" (bad settings,
+missing weights, a corrupt file, an unwritable run folder or lock: printed, no attempt spent, the
+other runs go on). Exceptions of the workload are caught, recorded and retried; KeyboardInterrupt
+and SystemExit (a kill, a SLURM preemption) propagate and leave the run resumable.
 
 With `options.evaluation` set, the worker scores the run instead (`execute_eval`): only a run
 whose generation is done ("not-generated" otherwise), under the run's own eval lock, with its
@@ -19,13 +21,14 @@ within the invocation, it would end the same way.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Callable
 from pathlib import Path
 
 from filelock import Timeout
 
-from generators.errors import UserError
+from generators.errors import CorruptFileError, UserError
 from generators.io import atomic_write_json
 from harness.plan import RunSpec
 from harness.store import (
@@ -35,7 +38,9 @@ from harness.store import (
     FAILED,
     INTERRUPTED,
     SPEC_FILE,
+    USER_ERROR,
     Attempts,
+    RunBeingScored,
     done_before,
     format_traceback,
     is_done,
@@ -78,12 +83,22 @@ class WorkerOptions:
 
 
 def execute_run(spec: RunSpec, opts: WorkerOptions) -> str:
-    if opts.evaluation is not None:
-        return execute_eval(spec, opts)
-    run_dir = spec.run_dir(opts.results)
-    if opts.force_before is None and is_done(run_dir):
-        return CACHED  # the common case on a re-run: no lock file touched
-    return _under_lock(run_lock(run_dir), lambda: _execute_locked(spec, run_dir, opts))
+    """Generate (or, with opts.evaluation, score) one run. Whatever happens to this run (a user
+    error, a corrupt file, an unwritable folder or lock) ends here as its outcome: the next run goes on."""
+    try:
+        if opts.evaluation is not None:
+            return execute_eval(spec, opts)
+        run_dir = spec.run_dir(opts.results)
+        if opts.force_before is None and is_done(run_dir):
+            return CACHED  # the common case on a re-run: no lock file touched
+        return _under_lock(run_lock(run_dir), lambda: _execute_locked(spec, run_dir, opts))
+    except RunBeingScored as e:
+        print(f"run {spec.rel_dir}: {e}", file=sys.stderr, flush=True)
+        return LOCKED
+    except (UserError, OSError) as e:
+        why = str(e) if isinstance(e, UserError) else f"cannot write the run's files: {e}"
+        print(f"error: run {spec.rel_dir}: {why}", file=sys.stderr, flush=True)
+        return USER_ERROR
 
 
 def _under_lock(lock, body: Callable[[], str]) -> str:
@@ -98,19 +113,31 @@ def _under_lock(lock, body: Callable[[], str]) -> str:
         lock.release()
 
 
-def _execute_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
-    # re-check under the lock: another worker may have finished it since
-    if is_done(run_dir):
-        if opts.force_before is None or not done_before(run_dir, opts.force_before):
-            return CACHED
+def _start_over(run_dir: Path) -> Attempts:
+    """--force: move the run aside (kept, never deleted); it starts again from nothing."""
+    if run_dir.exists():
         move_aside(run_dir)
-    attempts = Attempts.read(run_dir)
-    if attempts.failures >= opts.max_attempts:
-        if opts.force_before is not None:
-            move_aside(run_dir)
-            attempts = Attempts()
+    return Attempts()
+
+
+def _execute_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
+    forced = opts.force_before is not None
+    try:  # re-check under the lock: another worker may have finished it since
+        done = is_done(run_dir)
+        attempts = Attempts.read(run_dir)
+    except CorruptFileError:
+        if not forced:
+            raise
+        done, attempts = False, _start_over(run_dir)
+    if done:
+        if not forced or not done_before(run_dir, opts.force_before):
+            return CACHED
+        attempts = _start_over(run_dir)
+    if attempts.gave_up(opts.max_attempts):
+        if forced:
+            attempts = _start_over(run_dir)
         elif opts.retry_failed:
-            attempts.failures = 0
+            attempts.forget_failures()
         else:
             return FAILED
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -120,9 +147,9 @@ def _execute_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
         attempts.start(run_dir, opts.executor)
         try:
             status = workload(spec, run_dir, show_progress=opts.show_progress)
-        except UserError as e:  # bad settings or missing weights: a retry would end the same way
-            attempts.finish(run_dir, FAILED, f"{type(e).__name__}: {e}", format_traceback(e))
-            return FAILED
+        except UserError as e:  # bad settings, missing weights, a corrupt checkpoint: the user acts first
+            attempts.finish(run_dir, USER_ERROR, f"{type(e).__name__}: {e}", format_traceback(e))
+            raise
         except Exception as e:  # recorded and retried; the next run goes on regardless
             attempts.finish(run_dir, FAILED, f"{type(e).__name__}: {e}", format_traceback(e))
             continue
@@ -136,7 +163,11 @@ def _execute_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
         if state == STOPPED:
             attempts.finish(run_dir, STOPPED)
             return STOPPED
-        attempts.finish(run_dir, FAILED, (status or {}).get("reason") or f"the run ended in state {state!r}")
+        deterministic = bool((status or {}).get("deterministic"))  # a retry would fail the same way
+        attempts.finish(run_dir, FAILED, (status or {}).get("reason") or f"the run ended in state {state!r}",
+                        deterministic=deterministic)
+        if deterministic:
+            return FAILED
     return FAILED
 
 
@@ -154,6 +185,10 @@ def execute_eval(spec: RunSpec, opts: WorkerOptions) -> str:
 
 
 def _evaluate_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
+    # `benchmark --force` moves a run aside only under this lock (store.move_aside): re-checked
+    # here, the run scored below is the one whose scores are written, never its replacement
+    if not is_done(run_dir):
+        return NOT_GENERATED
     ev = opts.evaluation
     workload = load_workload(opts.workload)
     attempts = Attempts.read(run_dir, EVAL_ATTEMPTS_FILE)
@@ -162,9 +197,9 @@ def _evaluate_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
         attempts.start(run_dir, opts.executor, details)
         try:
             status = workload(spec, run_dir, show_progress=opts.show_progress, evaluation=ev)
-        except UserError as e:  # the run, the settings or the weights: a retry ends the same
-            attempts.finish(run_dir, FAILED, f"{type(e).__name__}: {e}", format_traceback(e))
-            return FAILED
+        except UserError as e:  # the run, the settings or the weights: the user acts first
+            attempts.finish(run_dir, USER_ERROR, f"{type(e).__name__}: {e}", format_traceback(e))
+            raise
         except Exception as e:  # recorded and retried
             attempts.finish(run_dir, FAILED, f"{type(e).__name__}: {e}", format_traceback(e))
             continue

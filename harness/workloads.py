@@ -62,6 +62,74 @@ def _models_for(cfg):
     return _models_cache[key]
 
 
+def check_generation_models(specs) -> None:
+    """Before dispatch, once per job: every model set the runs need is on this machine with the
+    components their methods use (MissingWeightsError naming what to fetch), so a job without
+    weights fails once, with exit 2, instead of once per run. Embedded sets are built on demand."""
+    from generators.methods import resolve_run_config
+    from generators.models.loader import _embedded_root, resolve_component
+    from generators.models.spec import load_set_spec
+    from generators.train import required_components
+
+    needs: dict = {}
+    seen = set()
+    for spec in specs:
+        key = (spec.method, spec.models, json.dumps(spec.overrides, sort_keys=True, default=str))
+        if key in seen:
+            continue
+        seen.add(key)
+        cfg = resolve_run_config(spec.method, prompt=spec.prompt, seed=spec.seed, models=spec.models,
+                                 overrides=spec.overrides)
+        needs.setdefault(cfg.models, set()).update(required_components(cfg) | {"base"})
+    for models, components in needs.items():
+        set_spec = load_set_spec(models)
+        if set_spec.embedded:
+            continue
+        root = set_spec.file.parent
+        for name in sorted(components):
+            comp = set_spec.component(name)
+            if comp is None:
+                raise UserError(f"model set {set_spec.name} ({set_spec.file}) has no '{name}' component")
+            resolve_component(set_spec, name, comp, root)
+
+
+def check_metric_models(ev) -> None:
+    """Before dispatch, once per eval: the metric model set has the weights of every requested
+    stage (MissingWeightsError naming what to fetch). Embedded sets are built on demand."""
+    from metrics.models import MetricModels, load_set_spec, resolve_device
+
+    cfg, _ = eval_config(ev)
+    spec = load_set_spec(cfg.models)
+    if spec.embedded:
+        return
+    models = MetricModels(set_name=spec.name, spec=spec, device=resolve_device("cpu"), root=spec.file.parent)
+    sections = {"quality": ("image_reward",), "clip": ("clip",), "toybench": ("toybench",), "alignment": ("captioner",)}
+    for stage in ev.stages:
+        for name in sections.get(stage, ()):
+            data = spec.section(name)
+            if data is None:
+                raise UserError(f"metric model set {spec.name} ({spec.file}) has no '{name}' section (needed by {stage})")
+            if name == "toybench":
+                models.resolve("toybench.judge", data["judge"])
+                continue
+            models.resolve(name, data)
+            if name == "image_reward":
+                models.resolve("image_reward.tokenizer", data["tokenizer"])
+    judge = spec.section("judge")
+    if "alignment" in ev.stages and judge and getattr(cfg.alignment.judge, "kind", None) == "local":
+        models.resolve("judge", judge)
+
+
+def preflight(workload: str, specs, evaluation=None) -> None:
+    """The checks a workload needs once before its runs are dispatched (UserError, exit 2)."""
+    if not specs:
+        return
+    if workload == DEFAULT_WORKLOAD:
+        check_generation_models(specs)
+    elif workload == EVAL_WORKLOAD and evaluation is not None:
+        check_metric_models(evaluation)
+
+
 def generate(spec, run_dir: Path, show_progress: bool = False) -> dict:
     """One real generation run (resumes from its checkpoint)."""
     from generators.methods import resolve_run_config
@@ -114,12 +182,14 @@ def _metric_models_for(ev, cfg, set_name: str, stages: list[str]):
 
 
 def _scored_since(entry, since: float) -> bool:
-    """A stage record that is done and was finished after `since` (a time.time()). finished_at
+    """A stage record that has a score and was finished after `since` (a time.time()). finished_at
     has whole seconds: a stage finished in the second `since` falls in counts as older (re-scored
     rather than wrongly kept)."""
     from datetime import datetime
 
-    if not isinstance(entry, dict) or entry.get("status") != "done":
+    from harness.store import stage_has_score
+
+    if not stage_has_score(entry):
         return False
     try:
         finished = datetime.strptime(str(entry.get("finished_at")), FINISHED_AT_FORMAT).timestamp()
@@ -133,20 +203,30 @@ def stages_to_score(run_dir: Path, cfg, set_name: str, stages, force_before: flo
     settings (UserError when one was scored with others). With force: every stage not re-scored
     since `force_before`, so a forced evaluation that was interrupted resumes instead of
     starting over."""
-    from metrics.evaluate import pending_stages, read_metrics
+    from harness.store import METRICS_FILE, read_record, stage_has_score
+    from metrics.evaluate import pending_stages
 
+    record = read_record(Path(run_dir) / METRICS_FILE) or {}  # CorruptFileError: the file, what to do
     if force_before is None:
-        return pending_stages(run_dir, cfg, set_name, stages)
-    record = read_metrics(run_dir)
+        # a stage done without a number (no rating from the judge) is not scored: it is tried again
+        pending = pending_stages(run_dir, cfg, set_name, stages)
+        return [s for s in stages if s in pending or not stage_has_score(record.get(s))]
     return [s for s in stages if not _scored_since(record.get(s), force_before)]
 
 
 def _eval_result(record: dict, stages, computed: list[str]) -> dict:
-    """The workload's status: done when every requested stage is done in metrics.json."""
-    missing = [(s, record.get(s) or {}) for s in stages if (record.get(s) or {}).get("status") != "done"]
+    """The workload's status: done when every requested stage has a score in metrics.json."""
+    from harness.store import stage_has_score
+
+    missing = [(s, record.get(s) or {}) for s in stages if not stage_has_score(record.get(s))]
     if missing:
-        reason = "; ".join(f"{s}: {e.get('status', 'not scored')}" + (f" ({e['reason']})" if e.get("reason") else "")
-                           for s, e in missing)
+        def why(e: dict) -> str:
+            status = e.get("status", "not scored")
+            status = "no score" if status == "done" else status
+            detail = e.get("reason") or e.get("missing_reason")
+            return status + (f" ({detail})" if detail else "")
+
+        reason = "; ".join(f"{s}: {why(e)}" for s, e in missing)
         return {"state": "failed", "reason": reason, "computed": computed}
     return {"state": "done", "computed": computed}
 
@@ -168,7 +248,9 @@ def evaluate(spec, run_dir: Path, show_progress: bool = False, evaluation=None) 
         from tqdm.auto import tqdm
 
         log = tqdm.write
-    record = evaluate_run(run_dir, cfg, models, todo, force=evaluation.force_before is not None, log=log)
+    # force: exactly the stages of `todo` (already checked against the settings), including a
+    # stage done without a score, which evaluate_run would otherwise keep
+    record = evaluate_run(run_dir, cfg, models, todo, force=True, log=log)
     return _eval_result(record, evaluation.stages, todo)
 
 

@@ -49,6 +49,7 @@ import torch
 import yaml
 
 from generators.errors import MissingWeightsError, UserError
+from generators.io import honour_umask
 from generators.models.spec import ComponentSpec
 
 SETS_DIR = Path(__file__).resolve().parent / "model_sets"
@@ -209,6 +210,7 @@ def ensure_built(spec: MetricSetSpec, root: Path) -> None:
                 continue
             print(f"[metrics] building {ref} into {target} (seed {spec.build_seed}) ...", file=sys.stderr, flush=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.build.", dir=target.parent if target.parent.exists() else root))
+            honour_umask(tmp)  # the folder readable as a plain mkdir makes it, not 0700
             try:
                 build(tmp, spec.build_seed)
                 (tmp / STAMP_FILE).write_text(json.dumps(stamp) + "\n")

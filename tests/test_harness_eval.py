@@ -149,7 +149,7 @@ def test_eval_failures_are_recorded_apart_retried_when_transient_and_leave_statu
         return real(run_dir, *args, **kwargs)
 
     monkeypatch.setattr(metrics.evaluate, "evaluate_run", flaky)
-    assert main(["eval", str(job), "--results", str(results), *TINY]) == 1
+    assert main(["eval", str(job), "--results", str(results), *TINY]) == 2  # the broken run needs the user
     out = capsys.readouterr().out
     assert f"not scored: {specs[1].rel_dir}" in out and "gaussians.ply is missing" in out
 
@@ -159,8 +159,8 @@ def test_eval_failures_are_recorded_apart_retried_when_transient_and_leave_statu
     assert json.loads((good / "metrics.json").read_text())["clip"]["status"] == "done"
 
     rec = _eval_attempts(broken)
-    assert rec["failures"] == 1 and len(rec["history"]) == 1  # a UserError is not retried
-    assert "RunNotReady" in rec["last_reason"] and "gaussians.ply is missing" in rec["last_reason"]
+    assert rec["failures"] == 0 and len(rec["history"]) == 1  # a UserError is not retried, spends no attempt
+    assert "RunNotReady" in rec["last_reason"] and "gaussians.ply is missing" in rec["user_error"]
     assert "Traceback" in rec["traceback_tail"]
     assert not (broken / "metrics.json").exists()
     assert [_digest(d, "status.json", "attempts.json") for d in (good, broken)] == before

@@ -10,7 +10,7 @@ import pytest
 from harness.jobs import parse_job
 from harness.plan import plan_job
 from harness.status import job_status
-from harness.store import DONE, FAILED, PENDING, RUNNING, Attempts, run_lock
+from harness.store import DONE, FAILED, PENDING, RUNNING, USER_ERROR, Attempts, run_lock, run_state
 from harness.worker import CACHED, LOCKED, WorkerOptions, execute_run
 
 COUNTER = "harness.workloads:counter"
@@ -112,10 +112,17 @@ def raises_user_error(spec, run_dir, show_progress=False):
     raise MissingWeightsError("stable-diffusion-v1-5/stable-diffusion-v1-5 is not on this machine")
 
 
-def test_a_user_error_is_recorded_once_and_not_retried(tmp_path):
+def test_a_user_error_is_recorded_once_not_retried_and_spends_no_attempt(tmp_path):
     (spec,) = _specs(tmp_path, ["a red apple"])
     opts = WorkerOptions(results=str(tmp_path / "r"), max_attempts=3,
                          workload=f"{__name__}:raises_user_error")
-    assert execute_run(spec, opts) == FAILED
+    for _ in range(4):  # more invocations than max_attempts: never given up
+        assert execute_run(spec, opts) == USER_ERROR
     attempts = json.loads((spec.run_dir(opts.results) / "attempts.json").read_text())
-    assert attempts["count"] == 1 and attempts["last_reason"].startswith("MissingWeightsError")
+    assert attempts["count"] == 4 and attempts["failures"] == 0
+    assert attempts["last_reason"].startswith("MissingWeightsError")
+    state, details = run_state(spec.run_dir(opts.results), 3)
+    assert state == FAILED and details["user_error"] and not details["gave_up"]
+    assert "not on this machine" in details["reason"]
+    # fixed (the weights arrive): the same command runs it
+    assert execute_run(spec, WorkerOptions(results=opts.results, max_attempts=3, workload=COUNTER)) == DONE

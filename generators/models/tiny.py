@@ -40,7 +40,7 @@ from typing import Optional
 
 import torch
 
-from generators.io import atomic_write_json
+from generators.io import atomic_write_json, honour_umask
 
 # Bump when the builder changes what it writes: cached sets with another version are rebuilt.
 TINY_SET_VERSION = 2
@@ -606,6 +606,7 @@ def _ensure(cache_root: Optional[Path], seed: int, profile: SizeProfile, dtype: 
             return target
         print(f"[models] building the embedded {name} model set in {target} (seed {seed}) ...", file=sys.stderr, flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.build.", dir=root))
+        honour_umask(tmp)  # the folder readable as a plain mkdir makes it, not 0700
         try:
             build(tmp, seed)
             if target.exists():  # stale: move aside first so the rename below is atomic

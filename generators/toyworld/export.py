@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from generators.errors import UserError
-from generators.io import atomic_write_json
+from generators.io import atomic_write_json, honour_umask
 from generators.toyworld.config import PriorNetConfig
 from generators.toyworld.prior import (ToyPrior, build_image_processor, build_scheduler, build_tokenizer, build_unet,
                                        flatten_ip_state, ip_adapter_state_dict, unet_base_state_dict)
@@ -84,6 +84,7 @@ def export(run: Path, out: Path = DEFAULT_OUT, ema: bool = True) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    honour_umask(tmp)  # the folder readable as a plain mkdir makes it, not 0700
     try:
         write_model_set(model, tmp / "set")
         training = tmp / "set" / "training"

@@ -10,8 +10,11 @@ state is inherited); the run store's per-run locks make that as safe as any two 
 from __future__ import annotations
 
 import os
-from collections import Counter
+import signal
 import sys
+import threading
+import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -47,8 +50,35 @@ def run_local(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings
     return dict(outcomes)
 
 
-def _init_worker(threads: int) -> None:
+PARENT_WATCH_S = 1.0  # how often a pool worker checks that its parent is alive (where prctl is missing)
+
+
+def _end_with_parent(parent: int) -> None:
+    """A pool worker ends when the process that started it ends (SIGTERM, SIGKILL, a crash): an
+    orphan would go on running its run and holding its lock, so a rerun would find it "locked".
+    Linux: the kernel's parent-death signal; elsewhere (and as a backstop) a thread that watches
+    the parent. The run resumes from its checkpoint, as after any kill. `parent`: its pid."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux
+        pass
+    if os.getppid() != parent:  # the parent died before the signal was set up
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_WATCH_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
+def _init_worker(threads: int, parent: int) -> None:
     """Torch threads of a pool worker; no per-model loading bars (several workers would garble them)."""
+    _end_with_parent(parent)
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -65,7 +95,7 @@ def _run_pool(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings
     with tqdm(total=len(specs), desc=f"{bar_label(opts)} ({workers} workers)", unit="run",
               disable=not show_progress) as bar:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(threads,)) as pool:
+                                 initargs=(threads, os.getpid())) as pool:
             futures = {pool.submit(execute_run, spec, opts): spec for spec in specs}
             try:
                 for future in as_completed(futures):
