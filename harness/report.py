@@ -37,13 +37,34 @@ from generators.errors import UserError
 from generators.io import atomic_write, atomic_write_text
 from harness.report_collect import SCORED, collect_rows
 from harness.report_figures import bar_chart, prompt_grids, toybench_grids
-from harness.report_tables import (any_partial, ablation_table, breakdown_table, clip_table, is_t3bench_row,
+from harness.report_tables import (any_partial, ablation_table, breakdown_table, categories_of, clip_table,
+                                   is_t3bench_row, toybench_categories, toybench_category_title,
                                    is_toybench_row, md_table, method_rows, t3bench_table, toybench_frame_rows,
-                                   toybench_partial, toybench_rows, toybench_summary, toybench_table)
+                                   toybench_partial, toybench_rows, toybench_table)
+from harness.report_stats import DEFAULT_BASELINE, StatMetric, column, comparison_sentences, uncertainty_section
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "results" / "reference"
 MAX_GAP_LINES = 300  # gaps listed one per line up to this many; the counts table covers all
 REFERENCE_TABLES = ("t3bench", "ablation", "clip")
+
+
+def _t3_alignment(r: dict) -> Optional[float]:
+    rating = r.get("alignment_rating")
+    return None if rating is None or rating != rating else (float(rating) - 1.0) / 4.0 * 100.0
+
+
+def _t3_avg(r: dict) -> Optional[float]:
+    q, a = r.get("quality"), _t3_alignment(r)
+    return None if q is None or q != q or a is None else (float(q) + a) / 2.0
+
+
+# the per-run numbers the uncertainty sections resample (T3Bench: a prompt's Avg = (quality + alignment) / 2)
+T3BENCH_STATS = [StatMetric("Avg", _t3_avg, False, digits=1), StatMetric("Quality", column("quality"), False, digits=1),
+                 StatMetric("Alignment", _t3_alignment, False, digits=1)]
+TOYBENCH_STATS = [StatMetric("alignment %", column("toybench_alignment"), False, 100.0, 1),
+                  StatMetric("consistency %", column("toybench_consistency"), False, 100.0, 1),
+                  StatMetric("Janus %", column("toybench_janus"), True, 100.0, 1),
+                  StatMetric("quality (colour-area error)", column("toybench_quality"), True, 1.0, 3)]
 
 
 def load_references(folder: Path = REFERENCE_DIR) -> list[dict]:
@@ -186,7 +207,7 @@ def _references_section(refs: list[dict]) -> str:
 
 
 def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Optional[str], grids: list[dict],
-                    toy_grids: Optional[list[dict]] = None) -> str:
+                    toy_grids: Optional[list[dict]] = None, baseline: str = DEFAULT_BASELINE) -> str:
     t3_rows = [r for r in rows if is_t3bench_row(r)]
     mrows = method_rows(t3_rows)
     trows = toybench_rows(rows)
@@ -215,6 +236,8 @@ def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Op
         parts += ["## Ablation (T3Bench All, gain over SDS)", "", md_table(*ablation_table(mrows, ablation)), ""]
         clip_ref = by_table["clip"][0] if by_table["clip"] else None
         parts += ["## CLIP score (mean cosine over the CLIP views)", "", md_table(*clip_table(mrows, t3_rows, clip_ref)), ""]
+        parts += ["## T3Bench: intervals and paired comparisons", "",
+                  *uncertainty_section(t3_rows, categories_of(t3_rows), T3BENCH_STATS, baseline), ""]
     if trows:
         parts += ["## ToyBench (ToyWorld judge on 16 views per run)", "",
                   "Means over the scored runs; n = scored/planned runs (ground truth: prompts). Alignment, consistency "
@@ -222,7 +245,12 @@ def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Op
                   "colour-area error, lower is better (1 = as far off as an empty view). The last row is the ToyWorld renderer's own picture of each "
                   "caption from the same cameras: the protocol's ceiling.",
                   "", md_table(*toybench_table(trows)), ""]
-        parts += [*toybench_summary(trows), ""]
+        toy_rows = [r for r in rows if is_toybench_row(r)]
+        cats = toybench_categories(toy_rows)
+        parts += ["### ToyBench: intervals and paired comparisons", "",
+                  *uncertainty_section(toy_rows, cats, TOYBENCH_STATS, baseline, toybench_category_title), ""]
+        parts += ["In words:", "", *(f"- {s}" for s in comparison_sentences(
+            toy_rows, cats, TOYBENCH_STATS, baseline, toybench_category_title)), ""]
     parts += ["## Figures", ""]
     if t3_rows:
         parts.append(f"![T3Bench by category](figures/t3bench_by_category.png)" if chart_note is None
@@ -270,20 +298,25 @@ def write_scores(rows: list[dict], path: Path) -> None:
 
 
 def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
-                 reference_dir: Path = REFERENCE_DIR) -> dict:
+                 reference_dir: Path = REFERENCE_DIR, baseline: str = DEFAULT_BASELINE,
+                 rows: Optional[list[dict]] = None) -> dict:
     """Collect every run (RunSpecs of the job's plan, or run directories) and write the report.
 
+    `rows`: the per-run rows already collected (a committed scores.parquet, `read_scores`): the
+    report is rebuilt from them, and scores.parquet is left as it is. `baseline`: the label (or
+    method) every other method is paired against in the uncertainty sections.
     Returns {scores, report, html, chart (None when not drawn), grids: [paths],
     toybench (toybench.parquet, None without ToyBench runs), toybench_grids: [paths]}.
     """
     results = Path(results_dir)
-    runs = list(runs)
-    if not runs:
-        raise UserError(f"job {job_name!r} plans no runs: nothing to report")
-    rows = collect_rows(runs, results)
-    refs = load_references(reference_dir)
     out = results / job_name
-    write_scores(rows, out / "scores.parquet")
+    if rows is None:
+        runs = list(runs)
+        if not runs:
+            raise UserError(f"job {job_name!r} plans no runs: nothing to report")
+        rows = collect_rows(runs, results)
+        write_scores(rows, out / "scores.parquet")
+    refs = load_references(reference_dir)
     t3_rows = [r for r in rows if is_t3bench_row(r)]
     chart = out / "figures" / "t3bench_by_category.png"
     chart_note = bar_chart(method_rows(t3_rows), chart) if t3_rows else "no T3Bench runs"
@@ -296,7 +329,7 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
     if trows:
         toy_table = out / "toybench.parquet"
         write_scores(toybench_frame_rows(trows), toy_table)
-    text = render_markdown(job_name, rows, refs, chart_note, grids, toy_grids)
+    text = render_markdown(job_name, rows, refs, chart_note, grids, toy_grids, baseline)
     atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "report.html", render_html(job_name, text, grids, toy_grids))
     return {"scores": out / "scores.parquet", "report": out / "report.md", "html": out / "report.html",
@@ -304,14 +337,33 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
             "toybench": toy_table, "toybench_grids": [out / "grids" / g["file"] for g in toy_grids]}
 
 
+def read_scores(path: Path) -> list[dict]:
+    """The per-run rows of a scores.parquet (NaN -> None, as collect_rows leaves missing numbers)."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such scores file (written by a report built from the runs)")
+    df = pd.read_parquet(path)
+    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__.split("\n")[0])
     p.add_argument("--job", required=True, help="job name (with a saved plan in RESULTS/<job>/), or a job file")
     p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--baseline", default=DEFAULT_BASELINE,
+                   help=f"label or method every other is paired against (default {DEFAULT_BASELINE})")
+    p.add_argument("--from-scores", action="store_true",
+                   help="rebuild from RESULTS/<job>/scores.parquet instead of the run folders (committed results)")
     args = p.parse_args(argv)
     try:
-        name, specs = resolve_job(args.job, args.results)
-        paths = build_report(name, specs, args.results)
+        if args.from_scores:
+            name = Path(args.job).stem if Path(args.job).suffix in (".yaml", ".yml") else args.job
+            rows = read_scores(args.results / name / "scores.parquet")
+            paths = build_report(name, [], args.results, baseline=args.baseline, rows=rows)
+        else:
+            name, specs = resolve_job(args.job, args.results)
+            paths = build_report(name, specs, args.results, baseline=args.baseline)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

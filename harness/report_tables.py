@@ -315,44 +315,6 @@ def toybench_table(trows: list[ToyRow]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def toybench_summary(trows: list[ToyRow]) -> list[str]:
-    """One factual sentence per column group: the best alignment, anchords-* against sds, the ceiling."""
-    methods = [t for t in trows if not t.ground_truth]
-    truth = next((t for t in trows if t.ground_truth), None)
-    groups = list(dict.fromkeys(c for t in methods for c in t.cells if c != TOYBENCH_ALL)) + [TOYBENCH_ALL]
-    pct = lambda v: f"{v * 100:.1f}%"  # noqa: E731
-    shown = lambda v: round(v * 100, 1)  # noqa: E731  compare what the table shows
-    lines = []
-    for g in groups:
-        title = toybench_category_title(g)
-        have = [(t, t.cells[g]) for t in methods if g in t.cells and t.cells[g].values.get("alignment") is not None]
-        if not have:
-            lines.append(f"Alignment, {title}: no scored runs.")
-            continue
-        best = max(shown(c.values["alignment"]) for _, c in have)
-        winners = [(t, c) for t, c in have if shown(c.values["alignment"]) == best]
-        names = ", ".join(t.label for t, _ in winners)
-        counts = ", ".join(f"n={c.n}/{c.expected}" for _, c in winners)
-        text = f"Alignment, {title}: best {names} ({pct(winners[0][1].values['alignment'])}, {counts})"
-        if len(have) == 1:
-            text += ", the only method scored"
-        sds = next(((t, c) for t, c in have if t.method == "sds"), None)
-        anchors = [(t, c) for t, c in have if t.method.startswith("anchords")]
-        if sds is not None and anchors:
-            s = shown(sds[1].values["alignment"])
-            parts = []
-            for t, c in anchors:
-                a = shown(c.values["alignment"])
-                verb = "beats" if a > s else ("ties" if a == s else "does not beat")
-                parts.append(f"{t.label} {verb} {sds[0].label} ({pct(c.values['alignment'])} vs "
-                             f"{pct(sds[1].values['alignment'])})")
-            text += "; " + "; ".join(parts)
-        if truth is not None and g in truth.cells and truth.cells[g].values.get("alignment") is not None:
-            text += f"; ground truth {pct(truth.cells[g].values['alignment'])}"
-        lines.append(text + ".")
-    return lines
-
-
 def toybench_frame_rows(trows: list[ToyRow]) -> list[dict]:
     """The ToyBench table in long form for toybench.parquet: one row per (row, category), fractions 0..1."""
     out = []

@@ -29,6 +29,7 @@ CONFIDENCE = 0.95
 RESAMPLES = 5000
 SEED = 0  # the bootstrap's generator: the same scores give the same report
 ADJUSTMENT = "Bonferroni"
+MIN_PROMPTS = 5  # fewer prompts in common: no verdict (a bootstrap over 2-4 values is no evidence)
 
 BETTER, WORSE, NO_DIFFERENCE, TOO_FEW = "better", "worse", "no detectable difference", "too few prompts"
 
@@ -69,26 +70,24 @@ class PairedDifference:
     @property
     def verdict(self) -> str:
         d = self.difference
-        if not d.has_interval:
+        if d.n < MIN_PROMPTS or not d.has_interval:
             return TOO_FEW
         if not d.excludes(0.0):
             return NO_DIFFERENCE
         improves = (d.high < 0.0) if self.lower_is_better else (d.low > 0.0)
         return BETTER if improves else WORSE
 
-    def verdict_text(self) -> str:
-        v = self.verdict
-        if v in (BETTER, WORSE):
-            return f"{v} (interval excludes 0)"
-        if v == NO_DIFFERENCE:
-            return f"{v} (interval contains 0)"
-        return f"cannot tell ({self.difference.n} prompt{'s' if self.difference.n != 1 else ''} in common)"
+    def verdict_text(self, digits: int = 3, scale: float = 1.0) -> str:
+        """e.g. 'better (+0.203 [+0.026, +0.375], interval excludes 0)'."""
+        v, d = self.verdict, self.difference
+        why = {BETTER: "interval excludes 0", WORSE: "interval excludes 0", NO_DIFFERENCE: "interval contains 0",
+               TOO_FEW: f"{d.n} prompt{'s' if d.n != 1 else ''} in common, a verdict needs {MIN_PROMPTS}"}[v]
+        return f"{'cannot tell' if v == TOO_FEW else v} ({d.text(digits, scale, signed=True)}, {why})"
 
     def sentence(self, method: str, baseline: str, metric: str, digits: int = 3, scale: float = 1.0) -> str:
-        return (f"{method} vs {baseline} on {metric}: {self.verdict_text()}; difference "
-                f"{self.difference.text(digits, scale, signed=True)} ({self.difference.confidence * 100:.1f}% "
-                f"interval, {ADJUSTMENT} over {self.comparisons}), better on {self.better} / worse on "
-                f"{self.worse} of {self.difference.n} prompts")
+        return (f"{method} vs {baseline} on {metric}: {self.verdict_text(digits, scale)}; "
+                f"{self.difference.confidence * 100:.2f}% interval ({ADJUSTMENT} over {self.comparisons}); "
+                f"better on {self.better} / worse on {self.worse} of {self.difference.n} prompts")
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:

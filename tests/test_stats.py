@@ -21,7 +21,7 @@ def test_a_constant_shift_gives_exactly_that_shift_and_excludes_zero():
     assert (d.better, d.worse, d.ties) == (30, 0, 0)
     # the same shift on an error (lower is better) is worse
     assert paired_difference(shifted, base, lower_is_better=True).verdict == WORSE
-    assert "better (interval excludes 0)" in d.sentence("m", "sds", "alignment")
+    assert "better (+0.200 [+0.200, +0.200], interval excludes 0)" in d.sentence("m", "sds", "alignment")
 
 
 def test_pure_noise_gives_an_interval_that_contains_zero():
@@ -30,7 +30,7 @@ def test_pure_noise_gives_an_interval_that_contains_zero():
     noisy = {p: v + float(rng.normal(0, 1)) for p, v in base.items()}
     d = paired_difference(noisy, base, lower_is_better=False)
     assert d.difference.low < 0.0 < d.difference.high
-    assert d.verdict == NO_DIFFERENCE and "no detectable difference" in d.verdict_text()
+    assert d.verdict == NO_DIFFERENCE and "no detectable difference (" in d.verdict_text()
     assert d.better + d.worse + d.ties == 40
 
 
@@ -67,3 +67,30 @@ def test_bonferroni_widens_the_interval_and_the_seed_fixes_it():
     assert four.low < one.low and four.high > one.high
     again = paired_difference(other, base, False, comparisons=1).difference
     assert (again.low, again.high) == (one.low, one.high)
+
+
+def test_a_few_prompts_get_no_verdict_even_with_a_clean_shift():
+    base = {f"p{i}": float(i) for i in range(4)}
+    d = paired_difference({p: v + 1.0 for p, v in base.items()}, base, lower_is_better=False)
+    assert d.difference.excludes(0.0) and d.verdict == TOO_FEW
+    assert "cannot tell" in d.verdict_text() and "a verdict needs 5" in d.verdict_text()
+
+
+def test_t3bench_rows_get_intervals_and_a_verdict_per_metric():
+    """The report's T3Bench section: Avg per prompt = (quality + (rating - 1) / 4 * 100) / 2."""
+    from harness.report import T3BENCH_STATS
+    from harness.report_stats import comparison_sentences, uncertainty_section
+
+    rows = []
+    for i in range(6):
+        for seed in (0, 1):
+            rows.append({"label": "sds", "method": "sds", "models": "sd15", "category": "single", "prompt": f"p{i}",
+                         "seed": seed, "quality": 40.0 + i, "alignment_rating": 3.0})
+            rows.append({"label": "anchords", "method": "anchords-ipa", "models": "sd15", "category": "single",
+                         "prompt": f"p{i}", "seed": seed, "quality": 50.0 + i, "alignment_rating": 3.0})
+    text = "\n".join(uncertainty_section(rows, ["single"], T3BENCH_STATS, "sds"))
+    assert "| single | **sds** | 6 x 2 | 46.2 [" in text  # Avg = (42.5 + 50) / 2
+    assert "| single | **anchords** | +5.0 [+5.0, +5.0], 6/0: better | +10.0 [+10.0, +10.0], 6/0: better | " \
+           "+0.0 [+0.0, +0.0], 0/0: no detectable difference |" in text
+    sentence = comparison_sentences(rows, ["single"], T3BENCH_STATS, "sds")[0]
+    assert sentence.startswith("single, anchords vs sds: Avg better (+5.0 [+5.0, +5.0], interval excludes 0)")
