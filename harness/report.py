@@ -41,7 +41,8 @@ from harness.report_tables import (any_partial, ablation_table, breakdown_table,
                                    is_t3bench_row, toybench_categories, toybench_category_title,
                                    is_toybench_row, md_table, method_rows, t3bench_table, toybench_frame_rows,
                                    toybench_partial, toybench_rows, toybench_table)
-from harness.report_stats import DEFAULT_BASELINE, StatMetric, column, comparison_sentences, uncertainty_section
+from harness.report_stats import (DEFAULT_BASELINE, StatMetric, column, comparison_sentences, control_check,
+                                  uncertainty_section)
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "results" / "reference"
 MAX_GAP_LINES = 300  # gaps listed one per line up to this many; the counts table covers all
@@ -137,15 +138,43 @@ def _protocol_note(rows: list[dict]) -> str:
     ])
 
 
+def _toybench_definitions(version: int, janus: str) -> list[str]:
+    """The ToyBench metrics as the scores' metric version defines them (settings.metric_version)."""
+    if version < 2:
+        return ["- **Metric version 1** (scored before the controls and the redesign; the current code scores "
+                "version 2). Alignment: share of views where the judge sees exactly the caption's objects (count, "
+                "shape and colour). Consistency: share of views showing the run's most common judged set. Janus: a "
+                f"second judged set in at least {janus} of the views (rate = share of runs). Quality: colour-area "
+                "error, lower is better: per view, the area of each world colour against the true scene's from the "
+                "same camera, relative to the true scene's object area (0 = right colours at the right size, 1 = as "
+                "far off as an empty view, above 1 = further off than nothing: an oversized object, floaters). "
+                "Known flaws of version 1: an empty view has a lower quality error than every two-object method had, and a blank or "
+                "view-invariant blob scores consistency 100 and Janus 0."]
+    return [f"- **Metric version {version}.** A view's reading is the judge's object set when the judge gives each "
+            "of its objects a probability of at least 0.5, else none (empty views, the initial ball and colour noise "
+            "get none). Alignment: share of views read as exactly the caption's objects. Consistency: for each of the "
+            "caption's objects the share of views whose reading contains it, the smallest over the caption's objects "
+            "(an object that shows from some sides only, or turns into another, lowers it; floaters do not). Janus: "
+            f"among runs whose views show the caption in at least {janus} of the views, a second reading in at least "
+            f"{janus} of them (rate over those runs; runs that never show the caption have no Janus value). Quality: "
+            "colour-area error capped at 1 per view, lower is better (0 = right colours at the right size, 1 = as far "
+            "off as an empty view, or further). A proxy, blind to position and orientation.",
+            "- Controls, scored from the same cameras against the same truth (once per prompt): an empty scene, the "
+            "initial ball (the `toy` set's init), colour noise, the true scene of a caption with no object in common, "
+            "and the true scene fitted as 3D Gaussians (a photometric fit to ToyWorld's renders through our "
+            "rasterizer). Every metric must put the first three at the bottom and the fitted scene at the top."]
+
+
 def _toybench_protocol_note(rows: list[dict]) -> str:
     def used(key: str) -> str:
         vals = sorted({str(r[key]) for r in rows if r.get(key)})
         return ", ".join(f"`{v}`" for v in vals) or "none recorded yet"
 
     settings = sorted({r["toybench_settings"] for r in rows if r.get("toybench_settings")})
-    cams, janus = "not recorded yet", "`janus_min_fraction`"
+    cams, janus, version = "not recorded yet", "`janus_min_fraction`", 1
     if settings:
         s = json.loads(settings[0])
+        version = s.get("metric_version", 1)
         cams = (f"{s.get('num_azimuths')} azimuths from {s.get('start_azimuth_deg')} deg x elevations "
                 f"{s.get('elevations_deg')} deg, distance {s.get('distance')}, fov {s.get('fov_y_deg')} deg, "
                 f"{s.get('size')} px")
@@ -156,12 +185,7 @@ def _toybench_protocol_note(rows: list[dict]) -> str:
         "### ToyBench",
         "",
         f"- Views: {cams}, in the world's own frame (no T3Bench normalisation).",
-        "- Alignment: share of views where the judge sees exactly the caption's objects (count, shape and colour). "
-        "Consistency: share of views showing the run's most common judged set. Janus: a second judged set in at "
-        f"least {janus} of the views (rate = share of runs). Quality: colour-area error, lower is better: "
-        "per view, the area of each world colour against the true scene's from the same camera, relative to the "
-        "true scene's object area (0 = right colours at the right size, 1 = as far off as an empty view, above 1 = "
-        "further off than nothing: an oversized object, floaters). A proxy, blind to position and orientation.",
+        *(_toybench_definitions(version, janus)),
         "- Ground truth: a ToyWorld sample of the caption (the world's renderer, objects turned and scaled as in the "
         "prior's training data) from the same cameras, scored the same way "
         "(each prompt once): the protocol's ceiling, not 100% (the judge misreads some views, objects hide each other).",
@@ -251,6 +275,10 @@ def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Op
                   *uncertainty_section(toy_rows, cats, TOYBENCH_STATS, baseline, toybench_category_title), ""]
         parts += ["In words:", "", *(f"- {s}" for s in comparison_sentences(
             toy_rows, cats, TOYBENCH_STATS, baseline, toybench_category_title)), ""]
+        checks = control_check(trows, [("alignment", False), ("consistency", False), ("janus", True), ("quality", True)],
+                               [*cats, "all"], toybench_category_title)
+        parts += [*(f"- {c}" for c in checks), ""] if checks else \
+            ["No control rows: these scores predate the controls (ToyBench metric version 1).", ""]
     parts += ["## Figures", ""]
     if t3_rows:
         parts.append(f"![T3Bench by category](figures/t3bench_by_category.png)" if chart_note is None

@@ -134,3 +134,33 @@ def comparison_sentences(rows: list[dict], categories: list[str], metrics: list[
         parts = [f"{c['metric'].name} {c['diff'].verdict_text(c['metric'].digits, c['metric'].scale)}" for c in mine]
         out.append(f"{title_of(cat)}, {label} vs {mine[0]['baseline']}: " + "; ".join(parts) + ".")
     return out
+
+
+def control_check(trows: list, metrics: list[tuple[str, bool]], categories: list[str],
+                  title_of: Callable[[str], str] = str) -> list[str]:
+    """Whether every metric orders the ToyBench controls (rows labelled 'control: <name>'): each
+    negative control (empty, ball, noise) no better than any other control and worse than the fitted
+    true scene, which is no worse than any control. `metrics`: (metric, lower_is_better). A missing
+    value (Janus of a run that never shows the caption) counts as the worst."""
+    negative = {f"control: {c}" for c in ("empty", "ball", "noise")}
+    positive = "control: fitted truth"
+    rows = {t.label: t for t in trows if getattr(t, "control", False)}
+    if positive not in rows or not negative <= set(rows):
+        return []
+    out = []
+    for cat in categories:
+        verdicts = []
+        for metric, lower in metrics:
+            def score(label: str) -> float:
+                cell = rows[label].cells.get(cat)
+                v = None if cell is None else cell.values.get(metric)
+                return float("-inf") if v is None else (-v if lower else v)  # higher = better here
+
+            others = [label for label in rows if label not in negative]
+            ok = all(score(n) <= score(o) for n in negative for o in others) and \
+                all(score(n) < score(positive) for n in negative) and \
+                all(score(positive) >= score(o) for o in rows)
+            verdicts.append(f"{metric} {'holds' if ok else 'FAILS'}")
+        out.append(f"Control order, {title_of(cat)} (negatives at the bottom, fitted truth at the top): "
+                   + ", ".join(verdicts) + ".")
+    return out

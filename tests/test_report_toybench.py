@@ -202,3 +202,41 @@ def test_views_file_name_matches_the_metric():
     from metrics.evaluate import TOYBENCH_VIEWS
 
     assert TOYBENCH_VIEWS_FILE == TOYBENCH_VIEWS
+
+
+def _add_controls(results: Path, empty_consistency: float) -> None:
+    """Metric-version-2 records: controls beside each run (empty's consistency as given)."""
+    for path in results.glob("runs/*/*/*/metrics.json"):
+        data = json.loads(path.read_text())
+        rec = data["toybench"]
+        rec["settings"]["metric_version"] = 2
+        nums = lambda a, c, j, q: {"alignment": a, "consistency": c, "janus": j, "quality": q}  # noqa: E731
+        rec["controls"] = {"empty": nums(0.0, empty_consistency, None, 1.0), "ball": nums(0.0, 0.0, None, 1.0),
+                           "noise": nums(0.0, 0.0, None, 1.0), "other caption": nums(0.0, 0.0, None, 1.0),
+                           "fitted truth": nums(1.0, 1.0, 0.0, 0.05)}
+        path.write_text(json.dumps(data))
+
+
+def test_control_rows_and_their_order_check(toyjob):
+    results, specs = toyjob
+    _add_controls(results, empty_consistency=0.0)
+    paths = build_report("toy", specs, results)
+    text = paths["report"].read_text()
+    assert "| control: fitted truth | control (same cameras) | 100.0 | 100.0 | 0.0 | 0.050 | 2/2 |" in text
+    assert "| control: empty | control (same cameras) | 0.0 | 0.0 | — | 1.000 | 2/2 |" in text
+    assert "Control order, all (negatives at the bottom, fitted truth at the top): alignment holds, " \
+           "consistency holds, janus holds, quality holds." in text
+    assert "**Metric version 2.**" in text
+    tb = pd.read_parquet(paths["toybench"])
+    assert set(tb[tb["source"] == "control"]["label"]) == {"control: empty", "control: ball", "control: noise",
+                                                             "control: other caption", "control: fitted truth"}
+    # a metric that lets a blank win consistency is caught
+    _add_controls(results, empty_consistency=1.0)
+    text = build_report("toy", specs, results)["report"].read_text()
+    assert "alignment holds, consistency FAILS, janus holds" in text
+
+
+def test_version_1_scores_say_so(toyjob):
+    results, specs = toyjob
+    text = build_report("toy", specs, results)["report"].read_text()
+    assert "**Metric version 1**" in text and "No control rows: these scores predate the controls" in text
