@@ -231,13 +231,16 @@ def _references_section(refs: list[dict]) -> str:
 
 
 def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Optional[str], grids: list[dict],
-                    toy_grids: Optional[list[dict]] = None, baseline: str = DEFAULT_BASELINE) -> str:
+                    toy_grids: Optional[list[dict]] = None, baseline: str = DEFAULT_BASELINE,
+                    notice: Optional[str] = None) -> str:
     t3_rows = [r for r in rows if is_t3bench_row(r)]
     mrows = method_rows(t3_rows)
     trows = toybench_rows(rows)
     by_table = {t: [r for r in refs if r["table"] == t] for t in REFERENCE_TABLES}
     seeds = sorted({r["seed"] for r in rows})
     parts = [f"# Report: {job}", ""]
+    if notice:
+        parts += [f"> {notice}", ""]
     if t3_rows and any_partial(mrows):
         parts += ["> **PARTIAL RESULTS.** Some cells average fewer runs than the job plans (n=k/N with k < N). "
                   "Partial cells are not comparable with the published full-benchmark numbers. See **Gaps**.", ""]
@@ -327,12 +330,13 @@ def write_scores(rows: list[dict], path: Path) -> None:
 
 def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
                  reference_dir: Path = REFERENCE_DIR, baseline: str = DEFAULT_BASELINE,
-                 rows: Optional[list[dict]] = None) -> dict:
+                 rows: Optional[list[dict]] = None, notice: Optional[str] = None) -> dict:
     """Collect every run (RunSpecs of the job's plan, or run directories) and write the report.
 
     `rows`: the per-run rows already collected (a committed scores.parquet, `read_scores`): the
     report is rebuilt from them, and scores.parquet is left as it is. `baseline`: the label (or
-    method) every other method is paired against in the uncertainty sections.
+    method) every other method is paired against in the uncertainty sections. `notice`: a line
+    quoted under the title (the demo says what it is).
     Returns {scores, report, html, chart (None when not drawn), grids: [paths],
     toybench (toybench.parquet, None without ToyBench runs), toybench_grids: [paths]}.
     """
@@ -357,7 +361,7 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
     if trows:
         toy_table = out / "toybench.parquet"
         write_scores(toybench_frame_rows(trows), toy_table)
-    text = render_markdown(job_name, rows, refs, chart_note, grids, toy_grids, baseline)
+    text = render_markdown(job_name, rows, refs, chart_note, grids, toy_grids, baseline, notice)
     atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "report.html", render_html(job_name, text, grids, toy_grids))
     return {"scores": out / "scores.parquet", "report": out / "report.md", "html": out / "report.html",
