@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="scores.parquet, report.md/.html, figures and grids of a job")
     r.add_argument("job", help="job name or job file")
     r.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
+    r.add_argument("--baseline", default="sds", help="label or method the others are paired against (default sds)")
+    r.add_argument("--from-scores", action="store_true", help="rebuild from RESULTS/<job>/scores.parquet (no run folders)")
 
     d = sub.add_parser("demo", help="ToyBench on CPU: generate, score, report (jobs/toybench-demo.yaml)")
     d.add_argument("--smoke", action="store_true",
@@ -188,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from harness.report import main as report
 
-            return report(["--job", args.job, "--results", str(args.results)])
+            return report(["--job", args.job, "--results", str(args.results), "--baseline", args.baseline]
+                          + (["--from-scores"] if args.from_scores else []))
         from harness.demo import main as demo
 
         return demo(args)

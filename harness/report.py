@@ -37,13 +37,35 @@ from generators.errors import UserError
 from generators.io import atomic_write, atomic_write_text
 from harness.report_collect import SCORED, collect_rows
 from harness.report_figures import bar_chart, prompt_grids, toybench_grids
-from harness.report_tables import (any_partial, ablation_table, breakdown_table, clip_table, is_t3bench_row,
+from harness.report_tables import (any_partial, ablation_table, breakdown_table, categories_of, clip_table,
+                                   is_t3bench_row, toybench_categories, toybench_category_title,
                                    is_toybench_row, md_table, method_rows, t3bench_table, toybench_frame_rows,
-                                   toybench_partial, toybench_rows, toybench_summary, toybench_table)
+                                   toybench_partial, toybench_rows, toybench_table)
+from harness.report_stats import (DEFAULT_BASELINE, StatMetric, column, comparison_sentences, control_check,
+                                  uncertainty_section)
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "results" / "reference"
 MAX_GAP_LINES = 300  # gaps listed one per line up to this many; the counts table covers all
 REFERENCE_TABLES = ("t3bench", "ablation", "clip")
+
+
+def _t3_alignment(r: dict) -> Optional[float]:
+    rating = r.get("alignment_rating")
+    return None if rating is None or rating != rating else (float(rating) - 1.0) / 4.0 * 100.0
+
+
+def _t3_avg(r: dict) -> Optional[float]:
+    q, a = r.get("quality"), _t3_alignment(r)
+    return None if q is None or q != q or a is None else (float(q) + a) / 2.0
+
+
+# the per-run numbers the uncertainty sections resample (T3Bench: a prompt's Avg = (quality + alignment) / 2)
+T3BENCH_STATS = [StatMetric("Avg", _t3_avg, False, digits=1), StatMetric("Quality", column("quality"), False, digits=1),
+                 StatMetric("Alignment", _t3_alignment, False, digits=1)]
+TOYBENCH_STATS = [StatMetric("alignment %", column("toybench_alignment"), False, 100.0, 1),
+                  StatMetric("consistency %", column("toybench_consistency"), False, 100.0, 1),
+                  StatMetric("Janus %", column("toybench_janus"), True, 100.0, 1),
+                  StatMetric("quality (colour-area error)", column("toybench_quality"), True, 1.0, 3)]
 
 
 def load_references(folder: Path = REFERENCE_DIR) -> list[dict]:
@@ -116,15 +138,43 @@ def _protocol_note(rows: list[dict]) -> str:
     ])
 
 
+def _toybench_definitions(version: int, janus: str) -> list[str]:
+    """The ToyBench metrics as the scores' metric version defines them (settings.metric_version)."""
+    if version < 2:
+        return ["- **Metric version 1** (scored before the controls and the redesign; the current code scores "
+                "version 2). Alignment: share of views where the judge sees exactly the caption's objects (count, "
+                "shape and colour). Consistency: share of views showing the run's most common judged set. Janus: a "
+                f"second judged set in at least {janus} of the views (rate = share of runs). Quality: colour-area "
+                "error, lower is better: per view, the area of each world colour against the true scene's from the "
+                "same camera, relative to the true scene's object area (0 = right colours at the right size, 1 = as "
+                "far off as an empty view, above 1 = further off than nothing: an oversized object, floaters). "
+                "Known flaws of version 1: an empty view has a lower quality error than every two-object method had, and a blank or "
+                "view-invariant blob scores consistency 100 and Janus 0."]
+    return [f"- **Metric version {version}.** A view's reading is the judge's object set when the judge gives each "
+            "of its objects a probability of at least 0.5, else none (empty views, the initial ball and colour noise "
+            "get none). Alignment: share of views read as exactly the caption's objects. Consistency: for each of the "
+            "caption's objects the share of views whose reading contains it, the smallest over the caption's objects "
+            "(an object that shows from some sides only, or turns into another, lowers it; floaters do not). Janus: "
+            f"among runs whose views show the caption in at least {janus} of the views, a second reading in at least "
+            f"{janus} of them (rate over those runs; runs that never show the caption have no Janus value). Quality: "
+            "colour-area error capped at 1 per view, lower is better (0 = right colours at the right size, 1 = as far "
+            "off as an empty view, or further). A proxy, blind to position and orientation.",
+            "- Controls, scored from the same cameras against the same truth (once per prompt): an empty scene, the "
+            "initial ball (the `toy` set's init), colour noise, the true scene of a caption with no object in common, "
+            "and the true scene fitted as 3D Gaussians (a photometric fit to ToyWorld's renders through our "
+            "rasterizer). Every metric must put the first three at the bottom and the fitted scene at the top."]
+
+
 def _toybench_protocol_note(rows: list[dict]) -> str:
     def used(key: str) -> str:
         vals = sorted({str(r[key]) for r in rows if r.get(key)})
         return ", ".join(f"`{v}`" for v in vals) or "none recorded yet"
 
     settings = sorted({r["toybench_settings"] for r in rows if r.get("toybench_settings")})
-    cams, janus = "not recorded yet", "`janus_min_fraction`"
+    cams, janus, version = "not recorded yet", "`janus_min_fraction`", 1
     if settings:
         s = json.loads(settings[0])
+        version = s.get("metric_version", 1)
         cams = (f"{s.get('num_azimuths')} azimuths from {s.get('start_azimuth_deg')} deg x elevations "
                 f"{s.get('elevations_deg')} deg, distance {s.get('distance')}, fov {s.get('fov_y_deg')} deg, "
                 f"{s.get('size')} px")
@@ -135,12 +185,7 @@ def _toybench_protocol_note(rows: list[dict]) -> str:
         "### ToyBench",
         "",
         f"- Views: {cams}, in the world's own frame (no T3Bench normalisation).",
-        "- Alignment: share of views where the judge sees exactly the caption's objects (count, shape and colour). "
-        "Consistency: share of views showing the run's most common judged set. Janus: a second judged set in at "
-        f"least {janus} of the views (rate = share of runs). Quality: colour-area error, lower is better: "
-        "per view, the area of each world colour against the true scene's from the same camera, relative to the "
-        "true scene's object area (0 = right colours at the right size, 1 = as far off as an empty view, above 1 = "
-        "further off than nothing: an oversized object, floaters). A proxy, blind to position and orientation.",
+        *(_toybench_definitions(version, janus)),
         "- Ground truth: a ToyWorld sample of the caption (the world's renderer, objects turned and scaled as in the "
         "prior's training data) from the same cameras, scored the same way "
         "(each prompt once): the protocol's ceiling, not 100% (the judge misreads some views, objects hide each other).",
@@ -186,13 +231,16 @@ def _references_section(refs: list[dict]) -> str:
 
 
 def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Optional[str], grids: list[dict],
-                    toy_grids: Optional[list[dict]] = None) -> str:
+                    toy_grids: Optional[list[dict]] = None, baseline: str = DEFAULT_BASELINE,
+                    notice: Optional[str] = None) -> str:
     t3_rows = [r for r in rows if is_t3bench_row(r)]
     mrows = method_rows(t3_rows)
     trows = toybench_rows(rows)
     by_table = {t: [r for r in refs if r["table"] == t] for t in REFERENCE_TABLES}
     seeds = sorted({r["seed"] for r in rows})
     parts = [f"# Report: {job}", ""]
+    if notice:
+        parts += [f"> {notice}", ""]
     if t3_rows and any_partial(mrows):
         parts += ["> **PARTIAL RESULTS.** Some cells average fewer runs than the job plans (n=k/N with k < N). "
                   "Partial cells are not comparable with the published full-benchmark numbers. See **Gaps**.", ""]
@@ -215,6 +263,8 @@ def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Op
         parts += ["## Ablation (T3Bench All, gain over SDS)", "", md_table(*ablation_table(mrows, ablation)), ""]
         clip_ref = by_table["clip"][0] if by_table["clip"] else None
         parts += ["## CLIP score (mean cosine over the CLIP views)", "", md_table(*clip_table(mrows, t3_rows, clip_ref)), ""]
+        parts += ["## T3Bench: intervals and paired comparisons", "",
+                  *uncertainty_section(t3_rows, categories_of(t3_rows), T3BENCH_STATS, baseline), ""]
     if trows:
         parts += ["## ToyBench (ToyWorld judge on 16 views per run)", "",
                   "Means over the scored runs; n = scored/planned runs (ground truth: prompts). Alignment, consistency "
@@ -222,7 +272,16 @@ def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Op
                   "colour-area error, lower is better (1 = as far off as an empty view). The last row is the ToyWorld renderer's own picture of each "
                   "caption from the same cameras: the protocol's ceiling.",
                   "", md_table(*toybench_table(trows)), ""]
-        parts += [*toybench_summary(trows), ""]
+        toy_rows = [r for r in rows if is_toybench_row(r)]
+        cats = toybench_categories(toy_rows)
+        parts += ["### ToyBench: intervals and paired comparisons", "",
+                  *uncertainty_section(toy_rows, cats, TOYBENCH_STATS, baseline, toybench_category_title), ""]
+        parts += ["In words:", "", *(f"- {s}" for s in comparison_sentences(
+            toy_rows, cats, TOYBENCH_STATS, baseline, toybench_category_title)), ""]
+        checks = control_check(trows, [("alignment", False), ("consistency", False), ("janus", True), ("quality", True)],
+                               [*cats, "all"], toybench_category_title)
+        parts += [*(f"- {c}" for c in checks), ""] if checks else \
+            ["No control rows: these scores predate the controls (ToyBench metric version 1).", ""]
     parts += ["## Figures", ""]
     if t3_rows:
         parts.append(f"![T3Bench by category](figures/t3bench_by_category.png)" if chart_note is None
@@ -270,20 +329,26 @@ def write_scores(rows: list[dict], path: Path) -> None:
 
 
 def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
-                 reference_dir: Path = REFERENCE_DIR) -> dict:
+                 reference_dir: Path = REFERENCE_DIR, baseline: str = DEFAULT_BASELINE,
+                 rows: Optional[list[dict]] = None, notice: Optional[str] = None) -> dict:
     """Collect every run (RunSpecs of the job's plan, or run directories) and write the report.
 
+    `rows`: the per-run rows already collected (a committed scores.parquet, `read_scores`): the
+    report is rebuilt from them, and scores.parquet is left as it is. `baseline`: the label (or
+    method) every other method is paired against in the uncertainty sections. `notice`: a line
+    quoted under the title (the demo says what it is).
     Returns {scores, report, html, chart (None when not drawn), grids: [paths],
     toybench (toybench.parquet, None without ToyBench runs), toybench_grids: [paths]}.
     """
     results = Path(results_dir)
-    runs = list(runs)
-    if not runs:
-        raise UserError(f"job {job_name!r} plans no runs: nothing to report")
-    rows = collect_rows(runs, results)
-    refs = load_references(reference_dir)
     out = results / job_name
-    write_scores(rows, out / "scores.parquet")
+    if rows is None:
+        runs = list(runs)
+        if not runs:
+            raise UserError(f"job {job_name!r} plans no runs: nothing to report")
+        rows = collect_rows(runs, results)
+        write_scores(rows, out / "scores.parquet")
+    refs = load_references(reference_dir)
     t3_rows = [r for r in rows if is_t3bench_row(r)]
     chart = out / "figures" / "t3bench_by_category.png"
     chart_note = bar_chart(method_rows(t3_rows), chart) if t3_rows else "no T3Bench runs"
@@ -296,7 +361,7 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
     if trows:
         toy_table = out / "toybench.parquet"
         write_scores(toybench_frame_rows(trows), toy_table)
-    text = render_markdown(job_name, rows, refs, chart_note, grids, toy_grids)
+    text = render_markdown(job_name, rows, refs, chart_note, grids, toy_grids, baseline, notice)
     atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "report.html", render_html(job_name, text, grids, toy_grids))
     return {"problems": [r["problems"] for r in rows if r.get("problems")],  # unreadable files, per run
@@ -305,14 +370,33 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
             "toybench": toy_table, "toybench_grids": [out / "grids" / g["file"] for g in toy_grids]}
 
 
+def read_scores(path: Path) -> list[dict]:
+    """The per-run rows of a scores.parquet (NaN -> None, as collect_rows leaves missing numbers)."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such scores file (written by a report built from the runs)")
+    df = pd.read_parquet(path)
+    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__.split("\n")[0])
     p.add_argument("--job", required=True, help="job name (with a saved plan in RESULTS/<job>/), or a job file")
     p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--baseline", default=DEFAULT_BASELINE,
+                   help=f"label or method every other is paired against (default {DEFAULT_BASELINE})")
+    p.add_argument("--from-scores", action="store_true",
+                   help="rebuild from RESULTS/<job>/scores.parquet instead of the run folders (committed results)")
     args = p.parse_args(argv)
     try:
-        name, specs = resolve_job(args.job, args.results)
-        paths = build_report(name, specs, args.results)
+        if args.from_scores:
+            name = Path(args.job).stem if Path(args.job).suffix in (".yaml", ".yml") else args.job
+            rows = read_scores(args.results / name / "scores.parquet")
+            paths = build_report(name, [], args.results, baseline=args.baseline, rows=rows)
+        else:
+            name, specs = resolve_job(args.job, args.results)
+            paths = build_report(name, specs, args.results, baseline=args.baseline)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

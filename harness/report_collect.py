@@ -40,6 +40,14 @@ TOY_MODEL_SET = "toy"  # the generator model set ToyBench scores
 # the numbers of a toybench record (and of its "reference"), in table order
 TOYBENCH_NUMBERS = ("alignment", "consistency", "janus", "quality", "colour_set", "shape_set", "count")
 TOYBENCH_REF_KEYS = (*TOYBENCH_NUMBERS, "modal_set", "modal_is_caption")
+# metrics.toybench_controls.CONTROLS, scored beside each run (metric version 2): flat columns
+# toybench_ctl_<slug>_<number>, e.g. toybench_ctl_fitted_truth_alignment
+TOYBENCH_CONTROLS = ("empty", "ball", "noise", "other caption", "fitted truth")
+TOYBENCH_CONTROL_NUMBERS = ("alignment", "consistency", "janus", "quality")
+
+
+def control_slug(control: str) -> str:
+    return control.replace(" ", "_")
 
 # Row states, from worst to best. "scored" = every stage has its number.
 CORRUPT, MISSING, FAILED, RUNNING, STOPPED, UNSCORED, PARTIAL, SCORED = (
@@ -204,6 +212,7 @@ def _toybench_columns(rec: Any, run_dir: Path, problems: list) -> dict:
     out: dict = {"toybench_status": None, "toybench_reason": None, TOYBENCH: None}
     out.update({f"toybench_{k}": None for k in (*TOYBENCH_NUMBERS, "modal_set", "modal_is_caption")})
     out.update({f"toybench_ref_{k}": None for k in TOYBENCH_REF_KEYS})
+    out.update({f"toybench_ctl_{control_slug(c)}_{k}": None for c in TOYBENCH_CONTROLS for k in TOYBENCH_CONTROL_NUMBERS})
     out.update({"toybench_view_sets": None, "toybench_num_views": None, "toybench_model_set": None,
                 "toybench_judge": None, "toybench_settings": None, "toybench_eval_s": None,
                 "toybench_views_png": None})
@@ -225,6 +234,10 @@ def _toybench_columns(rec: Any, run_dir: Path, problems: list) -> dict:
         out["toybench_modal_is_caption"] = rec.get("modal_is_caption")
         out["toybench_ref_modal_set"] = ref.get("modal_set")
         out["toybench_ref_modal_is_caption"] = ref.get("modal_is_caption")
+        controls = rec.get("controls") if isinstance(rec.get("controls"), dict) else {}
+        for c in TOYBENCH_CONTROLS:
+            for k in TOYBENCH_CONTROL_NUMBERS:
+                out[f"toybench_ctl_{control_slug(c)}_{k}"] = _number((controls.get(c) or {}).get(k))
         views = rec.get("view_sets")
         out["toybench_view_sets"] = json.dumps(views) if isinstance(views, list) else None
         out["toybench_num_views"] = rec.get("num_views")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from metrics.alignment import category_alignment
+from harness.report_collect import TOYBENCH_CONTROLS, control_slug
 from prompts.suites import T3BENCH_CATEGORIES
 
 CATEGORY_TITLES = {"single": "Single", "surr": "Surr", "multi": "Multi"}
@@ -212,7 +213,8 @@ class ToyRow:
     method: str
     models: str
     cells: dict = field(default_factory=dict)  # category slug or "all" -> ToyCell
-    ground_truth: bool = False
+    ground_truth: bool = False  # a reference row (the ToyWorld sample or a control), not a method
+    control: bool = False
 
 
 def is_toybench_row(row: dict) -> bool:
@@ -245,16 +247,17 @@ def _toy_cell(run_rows: list[dict]) -> ToyCell:
                    len(scored), len(run_rows))
 
 
-def _truth_cell(run_rows: list[dict]) -> ToyCell:
-    """The reference numbers once per prompt (they depend on the caption and cameras, not the method or seed)."""
+def _truth_cell(run_rows: list[dict], prefix: str = "toybench_ref_") -> ToyCell:
+    """Reference numbers (columns `prefix`<metric>) once per prompt: they depend on the caption and
+    cameras, not the method or seed."""
     prompts: dict = {}
     for r in run_rows:
         prompts.setdefault((r["category"], r["prompt"]), []).append(r)
     per_prompt = []
     for group in prompts.values():
-        refs = [r for r in group if r.get("toybench") is not None and r.get("toybench_ref_alignment") is not None]
+        refs = [r for r in group if r.get("toybench") is not None and r.get(f"{prefix}alignment") is not None]
         if refs:
-            per_prompt.append({k: _mean([r.get(f"toybench_ref_{k}") for r in refs]) for k in TOYBENCH_METRICS})
+            per_prompt.append({k: _mean([r.get(f"{prefix}{k}") for r in refs]) for k in TOYBENCH_METRICS})
     return ToyCell({k: _mean([p[k] for p in per_prompt]) for k in TOYBENCH_METRICS}, len(per_prompt), len(prompts))
 
 
@@ -282,6 +285,15 @@ def toybench_rows(rows: list[dict]) -> list[ToyRow]:
         truth.cells[cat] = _truth_cell([r for r in tb if r["category"] == cat])
     truth.cells[TOYBENCH_ALL] = _truth_cell(tb)
     out.append(truth)
+    for control in TOYBENCH_CONTROLS:  # metric version 2 records carry them; older ones do not
+        prefix = f"toybench_ctl_{control_slug(control)}_"
+        if not any(r.get(f"{prefix}alignment") is not None for r in tb):
+            continue
+        row = ToyRow(f"control: {control}", "control", "", ground_truth=True, control=True)
+        for cat in cats:
+            row.cells[cat] = _truth_cell([r for r in tb if r["category"] == cat], prefix)
+        row.cells[TOYBENCH_ALL] = _truth_cell(tb, prefix)
+        out.append(row)
     return out
 
 
@@ -306,6 +318,7 @@ def toybench_table(trows: list[ToyRow]) -> tuple[list[str], list[list[str]]]:
     body = []
     for t in trows:
         line = [t.label if t.ground_truth else f"**{t.label}**",
+                "control (same cameras)" if t.control else
                 "reference (same cameras)" if t.ground_truth else f"ours ({t.models})"]
         for g in groups:
             cell = t.cells.get(g)
@@ -315,50 +328,13 @@ def toybench_table(trows: list[ToyRow]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def toybench_summary(trows: list[ToyRow]) -> list[str]:
-    """One factual sentence per column group: the best alignment, anchords-* against sds, the ceiling."""
-    methods = [t for t in trows if not t.ground_truth]
-    truth = next((t for t in trows if t.ground_truth), None)
-    groups = list(dict.fromkeys(c for t in methods for c in t.cells if c != TOYBENCH_ALL)) + [TOYBENCH_ALL]
-    pct = lambda v: f"{v * 100:.1f}%"  # noqa: E731
-    shown = lambda v: round(v * 100, 1)  # noqa: E731  compare what the table shows
-    lines = []
-    for g in groups:
-        title = toybench_category_title(g)
-        have = [(t, t.cells[g]) for t in methods if g in t.cells and t.cells[g].values.get("alignment") is not None]
-        if not have:
-            lines.append(f"Alignment, {title}: no scored runs.")
-            continue
-        best = max(shown(c.values["alignment"]) for _, c in have)
-        winners = [(t, c) for t, c in have if shown(c.values["alignment"]) == best]
-        names = ", ".join(t.label for t, _ in winners)
-        counts = ", ".join(f"n={c.n}/{c.expected}" for _, c in winners)
-        text = f"Alignment, {title}: best {names} ({pct(winners[0][1].values['alignment'])}, {counts})"
-        if len(have) == 1:
-            text += ", the only method scored"
-        sds = next(((t, c) for t, c in have if t.method == "sds"), None)
-        anchors = [(t, c) for t, c in have if t.method.startswith("anchords")]
-        if sds is not None and anchors:
-            s = shown(sds[1].values["alignment"])
-            parts = []
-            for t, c in anchors:
-                a = shown(c.values["alignment"])
-                verb = "beats" if a > s else ("ties" if a == s else "does not beat")
-                parts.append(f"{t.label} {verb} {sds[0].label} ({pct(c.values['alignment'])} vs "
-                             f"{pct(sds[1].values['alignment'])})")
-            text += "; " + "; ".join(parts)
-        if truth is not None and g in truth.cells and truth.cells[g].values.get("alignment") is not None:
-            text += f"; ground truth {pct(truth.cells[g].values['alignment'])}"
-        lines.append(text + ".")
-    return lines
-
-
 def toybench_frame_rows(trows: list[ToyRow]) -> list[dict]:
     """The ToyBench table in long form for toybench.parquet: one row per (row, category), fractions 0..1."""
     out = []
     for t in trows:
         for cat, cell in t.cells.items():
             out.append({"label": t.label, "method": t.method, "models": t.models,
-                        "source": "ground truth" if t.ground_truth else "ours", "category": cat,
+                        "source": "control" if t.control else "ground truth" if t.ground_truth else "ours",
+                        "category": cat,
                         **{k: cell.values.get(k) for k in TOYBENCH_METRICS}, "n": cell.n, "expected": cell.expected})
     return out

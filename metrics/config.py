@@ -116,7 +116,14 @@ class ToyBenchConfig:
     background: tuple[float, float, float] = (0.35, 0.35, 0.35)
     janus_min_fraction: float = 0.25  # a second judged set in >= this share of the views = Janus
     object_threshold: float = 0.08  # a pixel this far from the background (any channel) shows an object
+    # a view's judged set counts only when the judge gives each of its objects at least this probability
+    # (its own multi-label threshold): an empty view, the initial ball and colour noise get no reading
+    min_object_probability: float = 0.5
     reference_seed: int = 0  # the ToyWorld sample of the caption scored as the protocol's ceiling
+    controls: bool = True  # score the controls (metrics/toybench_controls.py) of each caption beside the run
+    # 2: confident readings only, consistency = the caption objects' persistence over views, Janus among runs
+    # that show the caption, quality = colour-area error capped at 1 per view (1: the v1 metrics, uncapped)
+    metric_version: int = 2
     render_batch: int = 16
 
 

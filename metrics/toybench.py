@@ -2,26 +2,34 @@
 
 The run's Gaussians are rendered, in the world's own frame (no T3Bench normalisation: the prior
 and the judge know objects at world scale), from `ToyBenchConfig`'s ring of cameras, which lie
-inside the ToyWorld camera distribution. Then:
+inside the ToyWorld camera distribution. Each view gets a *reading*: the judge's object set when
+the judge gives every object of it a probability of at least `min_object_probability` (its own
+multi-label threshold), else none (an empty view, the initial ball of random colours, colour noise:
+the judge names some set there, but without confidence). Then (metric version 2):
 
-  alignment     fraction of views where the judge sees exactly the caption's object set
-                (right count, right shape and colour each); colour-set, shape-set and count
-                rates beside it
-  consistency   fraction of views that show the run's most common judged set
-  janus         1 when a second, different set is seen from at least `janus_min_fraction` of
-                the views: the object changes with the side it is seen from
+  alignment     share of views whose reading is exactly the caption's object set (right count,
+                right shape and colour each); colour-set, shape-set and count rates beside it
+  consistency   persistence of the caption's objects over the views: for each object of the
+                caption, the share of views whose reading contains it; the smallest over the
+                caption's objects. An object that shows from some sides only, or turns into
+                another, lowers it; extra objects (floaters) do not (alignment counts those).
+                A blank, or a view-invariant blob of the wrong kind, scores 0.
+  janus         among runs that show the caption (in >= `janus_min_fraction` of the views): 1
+                when a second, different reading is also seen from >= `janus_min_fraction` of the
+                views (the object changes with the side it is seen from), else 0. None (not
+                applicable) for a run that does not show the caption: it cannot pass for Janus-free.
   quality       colour-area error, a size-and-colour fidelity proxy: per view, the image area
                 of each world colour (pixels off the background, assigned to the nearest colour
                 by chromaticity) against the true scene's from the same camera,
-                sum_c |A_view(c) - A_true(c)| / sum_c A_true(c), averaged over views. 0 = the
-                right colours at the right size; 1 = as far off as an empty image; above 1 =
-                further off than nothing at all (an oversized object, floaters). Position- and
-                orientation-blind at this level, so a turned cube is not punished.
+                min(1, sum_c |A_view(c) - A_true(c)| / sum_c A_true(c)), averaged over views.
+                0 = the right colours at the right size; 1 = as far off as an empty image (or
+                further: an oversized object, floaters, noise are capped there). Lower is better.
+                Position- and orientation-blind at this level, so a turned cube is not punished.
 
 Each record also holds the same numbers for a ToyWorld sample of the caption (the world's renderer,
-random yaw and +-8% scale as in the prior's training data) from the same cameras: the protocol's
-ceiling (the judge misreads some views, a front object can hide a back one), reported beside the
-methods.
+random yaw and +-8% scale as in the prior's training data) from the same cameras (the protocol's
+ceiling), and for the controls of metrics/toybench_controls.py (empty, initial ball, colour noise,
+another caption's true scene, the true scene fitted as Gaussians), which every metric must order.
 """
 
 from __future__ import annotations
@@ -103,30 +111,48 @@ def colour_areas(images: Tensor, background: tuple[float, float, float], thresho
     return torch.stack([(on_object & (nearest == c)).float().mean(dim=(1, 2)) for c in range(len(palette))], dim=1)
 
 
-def colour_area_error(images: Tensor, truth: Tensor, background: tuple[float, float, float], threshold: float) -> float:
-    """Mean over views of sum_c |A_view(c) - A_true(c)| / sum_c A_true(c) (0 exact, 1 = an empty view)."""
+def colour_area_error(images: Tensor, truth: Tensor, background: tuple[float, float, float], threshold: float,
+                      cap: bool = True) -> float:
+    """Mean over views of min(1, sum_c |A_view(c) - A_true(c)| / sum_c A_true(c)): 0 exact, 1 = an
+    empty view or worse (`cap=False`: the uncapped v1 error)."""
     a = colour_areas(images, background, threshold)
     b = colour_areas(truth, background, threshold)
-    return float(((a - b).abs().sum(dim=1) / b.sum(dim=1).clamp_min(1e-6)).mean())
+    err = (a - b).abs().sum(dim=1) / b.sum(dim=1).clamp_min(1e-6)
+    return float((err.clamp(max=1.0) if cap else err).mean())
 
 
-def judged_sets(judge, images: Tensor) -> tuple[list[tuple[int, ...]], dict[str, Tensor]]:
-    """images [V, H, W, 3] in [0, 1] -> (the judged object set of each view as sorted object ids,
-    the judge's predictions per head)."""
+def judged_sets(judge, images: Tensor, min_probability: float = 0.0) -> tuple[list[Optional[tuple[int, ...]]], dict[str, Tensor]]:
+    """images [V, H, W, 3] in [0, 1] -> (each view's reading: its judged object set as sorted object
+    ids, or None when the judge gives some object of it less than `min_probability`; the judge's
+    predictions per head)."""
     pred = judge.predict(images.float())
-    return [tuple(int(i) for i in torch.nonzero(row).flatten()) for row in pred["objects"]], pred
+    sets: list[Optional[tuple[int, ...]]] = []
+    for row, prob in zip(pred["objects"], pred["object_prob"]):
+        chosen = torch.nonzero(row).flatten()
+        sure = bool((prob[chosen] >= min_probability).all())
+        sets.append(tuple(int(i) for i in chosen) if sure else None)
+    return sets, pred
 
 
-def set_name(objects: tuple[int, ...]) -> str:
-    """A judged object set as a readable caption-like string, e.g. 'red cube + blue sphere'."""
+def set_name(objects: Optional[tuple[int, ...]]) -> str:
+    """A reading as a caption-like string, e.g. 'red cube + blue sphere'; '(no reading)' for None."""
     from generators.toyworld.world import all_objects
 
+    if objects is None:
+        return "(no reading)"
     names = {o.index: f"{o.colour} {o.shape}" for o in all_objects()}
     return " + ".join(names[i] for i in objects) or "(nothing)"
 
 
-def view_agreement(sets: list[tuple[int, ...]], pred: dict, caption: str, janus_min_fraction: float) -> dict:
-    """Alignment, consistency and Janus numbers of one run's judged views against its caption."""
+def caption_set(caption: str) -> tuple[int, ...]:
+    """The caption's object set as sorted object ids (a reading's form)."""
+    from generators.toyworld.world import parse
+
+    return tuple(sorted(o.index for o in parse(caption).objects))
+
+
+def view_agreement(sets: list[Optional[tuple[int, ...]]], pred: dict, caption: str, janus_min_fraction: float) -> dict:
+    """Alignment, consistency and Janus numbers of one run's readings (None = no reading) against its caption."""
     from generators.toyworld.judge import labels_from_objects
     from generators.toyworld.data import encode_specs
     from generators.toyworld.world import parse
@@ -134,20 +160,25 @@ def view_agreement(sets: list[tuple[int, ...]], pred: dict, caption: str, janus_
     spec = parse(caption)
     objects, _ = encode_specs([spec])
     label = {k: v[0] for k, v in labels_from_objects(objects).items()}
+    target = caption_set(caption)
     v = len(sets)
-    exact = (pred["objects"] == label["objects"]).all(1) & (pred["count"] == label["count"])
-    counts = Counter(sets).most_common()
-    modal, modal_n = counts[0]
-    runner_up = counts[1][1] if len(counts) > 1 else 0
+    read = torch.tensor([s is not None for s in sets])
+    aligned = [s == target for s in sets]
+    persistence = [sum(1 for s in sets if s is not None and o in s) / v for o in target]
+    readings = Counter(s for s in sets if s is not None).most_common()
+    modal = readings[0][0] if readings else None
+    shown = sum(aligned) >= janus_min_fraction * v
+    second = max((n for s, n in readings if s != target), default=0)
     return {
-        "alignment": float(exact.float().mean()),
-        "colour_set": float((pred["colours"] == label["colours"]).all(1).float().mean()),
-        "shape_set": float((pred["shapes"] == label["shapes"]).all(1).float().mean()),
-        "count": float((pred["count"] == label["count"]).float().mean()),
-        "consistency": modal_n / v,
-        "janus": float(runner_up >= janus_min_fraction * v),
+        "alignment": sum(aligned) / v,
+        "colour_set": float(((pred["colours"] == label["colours"]).all(1) & read).float().mean()),
+        "shape_set": float(((pred["shapes"] == label["shapes"]).all(1) & read).float().mean()),
+        "count": float(((pred["count"] == label["count"]) & read).float().mean()),
+        "consistency": min(persistence),
+        "janus": float(second >= janus_min_fraction * v) if shown else None,
+        "read_share": float(read.float().mean()),
         "modal_set": set_name(modal),
-        "modal_is_caption": bool(torch.equal(torch.tensor(modal), torch.nonzero(label["objects"]).flatten())),
+        "modal_is_caption": modal == target,
         "view_sets": [set_name(s) for s in sets],
     }
 
@@ -155,12 +186,30 @@ def view_agreement(sets: list[tuple[int, ...]], pred: dict, caption: str, janus_
 def score_views(images: Tensor, truth: Tensor, caption: str, cfg, models: ToyBenchModels) -> dict:
     """Every ToyBench number of one set of views [V, H, W, 3] in [0, 1]; `truth`: the canonical
     scene from the same cameras."""
-    sets, pred = judged_sets(models.judge, images.to(next(models.judge.net.parameters()).device))
+    sets, pred = judged_sets(models.judge, images.to(next(models.judge.net.parameters()).device),
+                             cfg.min_object_probability)
     out = view_agreement(sets, {k: v.cpu() for k, v in pred.items()}, caption, cfg.janus_min_fraction)
     bg = tuple(cfg.background)
     out["quality"] = colour_area_error(images, truth, bg, cfg.object_threshold)
     out["object_area"] = float(colour_areas(images, bg, cfg.object_threshold).sum(dim=1).mean())
     return out
+
+
+def score_controls(caption: str, cams: Cameras, truth: Tensor, cfg, models: ToyBenchModels, control_cfg=None,
+                   cache: Optional[Path] = None) -> dict:
+    """Every control's numbers (metrics.toybench_controls) from the same cameras, against the same truth.
+    `cache`: where fitted scenes are kept (default: the repository's .cache/toyworld/controls)."""
+    from metrics.toybench_controls import CACHE, ControlConfig, control_views
+
+    control_cfg = control_cfg or ControlConfig()
+    out = {}
+    for name, views in control_views(caption, cams, tuple(cfg.background), control_cfg, cache or CACHE).items():
+        scores = score_views(views, truth, caption, cfg, models)
+        out[name] = {k: scores[k] for k in CONTROL_KEYS}
+    return out
+
+
+CONTROL_KEYS = ("alignment", "consistency", "janus", "quality", "read_share", "modal_set")
 
 
 def check_caption(caption: str) -> None:
@@ -192,6 +241,8 @@ def evaluate_toybench(gaussians, caption: str, cfg, render_cfg, models: ToyBench
     sample = quantise(ground_truth_views(caption, cams, seed=cfg.reference_seed))
     reference = score_views(sample, truth, caption, cfg, models)
     reference.pop("view_sets")
+    if cfg.controls:
+        result["controls"] = score_controls(caption, cams, truth, cfg, models)
     result.update(score=result["alignment"], num_views=len(cams), reference=reference, model=models.info,
                   timing={"render_s": render_s, "score_s": time.perf_counter() - t})
     if images_out is not None:

@@ -10,6 +10,8 @@ A suite is a named, ordered list of `PromptEntry(category, index, prompt)`, wher
                                24 two-object captions (one_object, two_objects)
   toybench-one / -two          one category of it
   toybench-demo                2 + 2 of them (`make demo`)
+  toybench-dev                 the development split: 16 two-object captions whose object sets are
+                               not in the test suite (every one-object caption is in it), for tuning
   <path to a .txt file>        one prompt per line, category = the file's stem
 
 Prompt files are strict: UTF-8, one prompt per line, no blank or duplicate lines, at most
@@ -28,6 +30,7 @@ T3BENCH_CATEGORIES = ("single", "surr", "multi")
 TOYBENCH_CATEGORIES = {"one": "one_object", "two": "two_objects"}
 # two of each category, chosen to cover every shape and colour once between them
 TOYBENCH_DEMO = ("a red cube", "a blue sphere", "a yellow cube and a blue sphere", "a red torus and a blue cone")
+TOYBENCH_DEV = "dev_two_objects"  # prompts/toybench/dev_two_objects.txt: tuning only, never reported as results
 MAX_PROMPT_CHARS = 300  # T3Bench's longest is under 100; anything near this is a mistake
 
 
@@ -88,7 +91,7 @@ def _toybench(category: str) -> list[PromptEntry]:
 
 def list_suites() -> list[str]:
     return ["t3bench", *(f"t3bench-{c}" for c in T3BENCH_CATEGORIES), "demo",
-            "toybench", *(f"toybench-{c}" for c in TOYBENCH_CATEGORIES), "toybench-demo"]
+            "toybench", *(f"toybench-{c}" for c in TOYBENCH_CATEGORIES), "toybench-demo", "toybench-dev"]
 
 
 def load_suite(name: str) -> list[PromptEntry]:
@@ -103,6 +106,8 @@ def load_suite(name: str) -> list[PromptEntry]:
         return [e for c in TOYBENCH_CATEGORIES.values() for e in _toybench(c)]
     if name.startswith("toybench-") and name[len("toybench-"):] in TOYBENCH_CATEGORIES:
         return _toybench(TOYBENCH_CATEGORIES[name[len("toybench-"):]])
+    if name == "toybench-dev":
+        return _toybench(TOYBENCH_DEV)
     if name == "toybench-demo":
         return [e for c in TOYBENCH_CATEGORIES.values() for e in _toybench(c) if e.prompt in TOYBENCH_DEMO]
     path = Path(name)

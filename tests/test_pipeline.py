@@ -42,6 +42,10 @@ def test_demo_generates_scores_and_reports_toybench(tmp_path, capsys):
     report = (job_dir / "report.md").read_text()
     assert "## ToyBench" in report and "**anchords-ipa**" in report and "ground truth" in report
     assert "## T3Bench" not in report  # no T3Bench section for a ToyBench-only job
+    # it says what it is, shows intervals and the controls, and points at the full-suite report
+    assert "AN ILLUSTRATION, NOT A RESULT" in report and "4 prompts x 1 seed(s)" in report
+    assert "results/toybench/report.md" in report and "95% bootstrap interval" in report
+    assert "| control: fitted truth |" in report and "Control order, all" in report
     table = pd.read_parquet(job_dir / "toybench.parquet")
     assert {"one-object", "two-objects", "all"} <= set(table["category"])
     records = sorted((out / "runs").rglob("metrics.json"))

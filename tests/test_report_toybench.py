@@ -17,7 +17,7 @@ from PIL import Image
 
 from harness.plan import RunSpec
 from harness.report import build_report
-from harness.report_tables import (TOYBENCH_GROUND_TRUTH, ToyCell, ToyRow, toybench_summary)
+from harness.report_tables import TOYBENCH_GROUND_TRUTH
 
 CATS = ("one-object", "two-objects")
 PROMPTS = {"one-object": [(0, "a red cube"), (6, "a blue sphere")],
@@ -133,10 +133,14 @@ def test_toybench_table_means_counts_reference(toyjob):
     assert "| 100.0 |" in gt_line and _pct((0.9375 + 0.875) / 2) in gt_line
     assert text.index("| **anchords-ipa**") < text.index(f"| {TOYBENCH_GROUND_TRUTH}")  # ground truth last
 
-    # the sentence, from the numbers
-    assert "Alignment, one object: best sds (37.5%, n=2/2); anchords-ipa does not beat sds (25.0% vs 37.5%); " \
-           "ground truth 100.0%." in text
-    assert "Alignment, two objects: best anchords-ipa (50.0%, n=1/2); anchords-ipa beats sds (50.0% vs 6.2%)" in text
+    # intervals and paired comparisons, never a bare point comparison
+    stats_part = text.split("### ToyBench: intervals and paired comparisons")[1].split("## Figures")[0]
+    assert "| one object | **sds** | 2 x 1 | 37.5 [25.0, 50.0] |" in stats_part
+    assert "| two objects | **anchords-ipa** | 1 x 1 | 50.0 [no interval: 1 prompt] |" in stats_part
+    assert "Paired by prompt against **sds**" in stats_part and "Bonferroni" in stats_part
+    assert "- one object, anchords-ipa vs sds: alignment % cannot tell (-12.5 [-25.0, +0.0], 2 prompts in common" \
+        in stats_part
+    assert "beats" not in text and "best" not in stats_part
 
     # no T3Bench noise: no T3Bench tables, references, or "quality: not scored" gaps
     for absent in ("## T3Bench", "## Ablation", "## CLIP", "## Published reference rows", "quality: not scored",
@@ -185,16 +189,12 @@ def test_run_dirs_without_a_plan_get_toybench_indices(toyjob):
     assert set(df["status"]) == {"scored"}
 
 
-def test_summary_ties_and_missing_sds():
-    def row(label, method, a):
-        return ToyRow(label, method, "toy", {"all": ToyCell({"alignment": a}, 2, 2)})
-
-    lines = toybench_summary([row("a", "anchords-ipa", 0.5), row("b", "anchords-cn", 0.5), row("v", "vsd", 0.1)])
-    assert lines == ["Alignment, all: best a, b (50.0%, n=2/2, n=2/2)."]  # a tie; no sds, so no comparison
-    lines = toybench_summary([row("s", "sds", 0.3), row("a", "anchords-ipa", 0.3)])
-    assert "a ties s (30.0% vs 30.0%)" in lines[0]
-    assert toybench_summary([ToyRow("s", "sds", "toy", {"all": ToyCell({"alignment": None}, 0, 2)})]) == \
-        ["Alignment, all: no scored runs."]
+def test_another_baseline_and_a_missing_one(toyjob):
+    results, specs = toyjob
+    text = build_report("toy", specs, results, baseline="anchords-ipa")["report"].read_text()
+    assert "Paired by prompt against **anchords-ipa**" in text and "sds vs anchords-ipa" in text
+    text = build_report("toy", specs, results, baseline="vsd")["report"].read_text()
+    assert "No paired comparisons: no `vsd` runs in this job" in text
 
 
 def test_views_file_name_matches_the_metric():
@@ -202,3 +202,41 @@ def test_views_file_name_matches_the_metric():
     from metrics.evaluate import TOYBENCH_VIEWS
 
     assert TOYBENCH_VIEWS_FILE == TOYBENCH_VIEWS
+
+
+def _add_controls(results: Path, empty_consistency: float) -> None:
+    """Metric-version-2 records: controls beside each run (empty's consistency as given)."""
+    for path in results.glob("runs/*/*/*/metrics.json"):
+        data = json.loads(path.read_text())
+        rec = data["toybench"]
+        rec["settings"]["metric_version"] = 2
+        nums = lambda a, c, j, q: {"alignment": a, "consistency": c, "janus": j, "quality": q}  # noqa: E731
+        rec["controls"] = {"empty": nums(0.0, empty_consistency, None, 1.0), "ball": nums(0.0, 0.0, None, 1.0),
+                           "noise": nums(0.0, 0.0, None, 1.0), "other caption": nums(0.0, 0.0, None, 1.0),
+                           "fitted truth": nums(1.0, 1.0, 0.0, 0.05)}
+        path.write_text(json.dumps(data))
+
+
+def test_control_rows_and_their_order_check(toyjob):
+    results, specs = toyjob
+    _add_controls(results, empty_consistency=0.0)
+    paths = build_report("toy", specs, results)
+    text = paths["report"].read_text()
+    assert "| control: fitted truth | control (same cameras) | 100.0 | 100.0 | 0.0 | 0.050 | 2/2 |" in text
+    assert "| control: empty | control (same cameras) | 0.0 | 0.0 | — | 1.000 | 2/2 |" in text
+    assert "Control order, all (negatives at the bottom, fitted truth at the top): alignment holds, " \
+           "consistency holds, janus holds, quality holds." in text
+    assert "**Metric version 2.**" in text
+    tb = pd.read_parquet(paths["toybench"])
+    assert set(tb[tb["source"] == "control"]["label"]) == {"control: empty", "control: ball", "control: noise",
+                                                             "control: other caption", "control: fitted truth"}
+    # a metric that lets a blank win consistency is caught
+    _add_controls(results, empty_consistency=1.0)
+    text = build_report("toy", specs, results)["report"].read_text()
+    assert "alignment holds, consistency FAILS, janus holds" in text
+
+
+def test_version_1_scores_say_so(toyjob):
+    results, specs = toyjob
+    text = build_report("toy", specs, results)["report"].read_text()
+    assert "**Metric version 1**" in text and "No control rows: these scores predate the controls" in text

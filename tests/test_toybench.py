@@ -45,36 +45,53 @@ def test_colour_areas_measure_a_known_square_whatever_its_shading():
     areas = colour_areas(img, BG, ToyBenchConfig().object_threshold)
     assert areas[:, COLOURS.index("red")].tolist() == pytest.approx([64 / 1024, 256 / 1024])
     assert float(areas[:, [i for i, c in enumerate(COLOURS) if c != "red"]].abs().sum()) == 0.0
-    # against the lit square: an empty view is 1 by construction, the 4x larger one 3
+    # against the lit square: an empty view is 1 by construction, the 4x larger one 3 uncapped, 1 capped
     truth = img[:1].expand(2, -1, -1, -1)
     empty = torch.full_like(img, BG[0])
     assert colour_area_error(empty, truth, BG, 0.08) == pytest.approx(1.0)
-    assert colour_area_error(img[1:], img[:1], BG, 0.08) == pytest.approx(3.0)
+    assert colour_area_error(img[1:], img[:1], BG, 0.08, cap=False) == pytest.approx(3.0)
+    assert colour_area_error(img[1:], img[:1], BG, 0.08) == pytest.approx(1.0)
+    half = img[:1].clone()
+    half[0, 8:12, 8:16] = BG[0]  # half the square: error 0.5, below the cap
+    assert colour_area_error(half, img[:1], BG, 0.08) == pytest.approx(0.5)
     assert colour_area_error(img[:1], img[:1], BG, 0.08) == 0.0
 
 
-def test_janus_is_a_second_set_seen_from_a_quarter_of_the_views():
+def test_consistency_and_janus_count_confident_readings_of_the_caption():
     from generators.toyworld.world import all_objects
 
-    cube = next(o.index for o in all_objects() if (o.colour, o.shape) == ("red", "cube"))
-    sphere = next(o.index for o in all_objects() if (o.colour, o.shape) == ("red", "sphere"))
+    def obj(colour, shape):
+        return next(o.index for o in all_objects() if (o.colour, o.shape) == (colour, shape))
 
-    def agreement(n_cube: int, n_sphere: int) -> dict:
-        sets = [(cube,)] * n_cube + [(sphere,)] * n_sphere
+    cube, sphere, cone = obj("red", "cube"), obj("red", "sphere"), obj("blue", "cone")
+
+    def agreement(sets, caption="a red cube") -> dict:
         objects = torch.zeros(len(sets), 16)
         for i, s in enumerate(sets):
-            objects[i, list(s)] = 1.0
+            objects[i, list(s or ())] = 1.0
         pred = {"objects": objects, "count": torch.ones(len(sets), dtype=torch.long),
                 "colours": torch.zeros(len(sets), 4), "shapes": torch.zeros(len(sets), 4)}
-        return view_agreement(sets, pred, "a red cube", janus_min_fraction=0.25)
+        return view_agreement(sets, pred, caption, janus_min_fraction=0.25)
 
-    split = agreement(12, 4)
+    split = agreement([(cube,)] * 12 + [(sphere,)] * 4)
     assert split["janus"] == 1.0 and split["alignment"] == 0.75 and split["consistency"] == 0.75
     assert split["modal_set"] == "red cube" and split["modal_is_caption"]
-    one_off = agreement(13, 3)
+    one_off = agreement([(cube,)] * 13 + [(sphere,)] * 3)
     assert one_off["janus"] == 0.0 and one_off["consistency"] == pytest.approx(13 / 16)
-    wrong = agreement(0, 16)
-    assert wrong["alignment"] == 0.0 and wrong["consistency"] == 1.0 and not wrong["modal_is_caption"]
+    # a view-invariant blob of the wrong kind: perfectly stable, never the caption
+    wrong = agreement([(sphere,)] * 16)
+    assert wrong["alignment"] == 0.0 and wrong["consistency"] == 0.0 and not wrong["modal_is_caption"]
+    assert wrong["janus"] is None  # does not show the caption: no Janus verdict, not a Janus-free one
+    # no confident reading anywhere (blank, noise): the bottom of every metric
+    blank = agreement([None] * 16)
+    assert (blank["alignment"], blank["consistency"], blank["janus"], blank["read_share"]) == (0.0, 0.0, None, 0.0)
+    assert blank["modal_set"] == "(no reading)"
+    # floaters read as an extra object: not aligned, but the caption's object persists
+    halo = agreement([tuple(sorted((cube, cone)))] * 8 + [(cube,)] * 8)
+    assert halo["alignment"] == 0.5 and halo["consistency"] == 1.0 and halo["janus"] == 1.0
+    # two objects: consistency is the less persistent one's share
+    pair = agreement([tuple(sorted((sphere, cone)))] * 10 + [(sphere,)] * 6, "a red sphere and a blue cone")
+    assert pair["consistency"] == pytest.approx(10 / 16) and pair["alignment"] == pytest.approx(10 / 16)
 
 
 @pytest.mark.parametrize("caption", ["a red cube", "a blue sphere and a yellow cube"])
@@ -85,16 +102,17 @@ def test_a_toyworld_sample_of_the_caption_scores_near_the_ceiling(models, captio
     sample = ground_truth_views(caption, cams, seed=3)
     assert not torch.equal(sample, truth)  # the sample turns and scales its objects
     right = score_views(sample, truth, caption, cfg, models)
-    assert right["alignment"] >= 0.9 and right["janus"] == 0.0 and right["modal_is_caption"]
+    assert right["alignment"] >= 0.9 and right["consistency"] >= 0.9 and right["janus"] == 0.0
+    assert right["modal_is_caption"]
     assert right["quality"] < 0.25
     # the same views judged against another caption: not aligned, and the judge names what it sees
     other = "a green torus" if caption == "a red cube" else "a yellow sphere and a blue cube"
     wrong = score_views(sample, ground_truth_views(other, cams), other, cfg, models)
     assert wrong["alignment"] == 0.0 and not wrong["modal_is_caption"]
     assert wrong["modal_set"] == right["modal_set"]
-    # nothing at all: never aligned, quality 1 by construction
+    # nothing at all: no reading, never aligned, quality 1 by construction
     empty = score_views(torch.full_like(truth, BG[0]), truth, caption, cfg, models)
-    assert empty["alignment"] == 0.0 and empty["quality"] == pytest.approx(1.0)
+    assert empty["alignment"] == 0.0 and empty["quality"] == pytest.approx(1.0) and empty["read_share"] == 0.0
 
 
 @pytest.mark.slow

@@ -57,14 +57,15 @@ class JudgeNet(nn.Module):
 
 
 def predict_sets(logits: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Logits -> predictions: count [B] (1-based), objects/colours/shapes multi-hot [B, *]."""
+    """Logits -> predictions: count [B] (1-based), objects/colours/shapes multi-hot [B, *], and
+    object_prob [B, 16], each object's presence probability (how sure the judge is of its set)."""
     count = logits["count"].argmax(dim=1) + 1
     order = logits["objects"].argsort(dim=1, descending=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order))
     objects = (rank < count[:, None]).float()
     return {"count": count, "objects": objects, "colours": (logits["colours"] > 0).float(),
-            "shapes": (logits["shapes"] > 0).float()}
+            "shapes": (logits["shapes"] > 0).float(), "object_prob": torch.sigmoid(logits["objects"])}
 
 
 def labels_from_objects(objects: Tensor) -> dict[str, Tensor]:
