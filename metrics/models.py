@@ -10,8 +10,9 @@ A set is a YAML file in `metrics/model_sets/` (or any path). Sections:
     image_reward: {id, revision | path, checkpoint, med_config, tokenizer: {id, revision | path},
                    vision: {BlipVisionConfig kwargs}, max_text_length, reward_mean, reward_std,
                    image_mean, image_std}
-    clip:         {model, pretrained, id, revision}   # real: open_clip tag, hub repo checked+recorded
-                  {model, pretrained, path}           # open_clip local-dir folder (tiny)
+    clip:         {model, pretrained, id, revision, quick_gelu}   # real: open_clip tag, hub repo checked+recorded
+                  {model, pretrained, path, quick_gelu}           # open_clip local-dir folder (tiny)
+                  quick_gelu: the activation the weights were trained with (OpenAI's: true)
     captioner, judge: free-form mappings read by metrics.alignment (not parsed here)
     toybench:     {judge: {path}}   # ToyWorld's judge (generators/models/toy/judge)
     stages:       the stages this set scores by default (default: quality, alignment, clip)
@@ -59,7 +60,7 @@ _TOP_KEYS = {"name", "description", "embedded", "build_seed", "image_reward", "c
 _COMPONENT_KEYS = {"id", "revision", "subfolder", "path", "fetch_files", "build"}
 _IR_KEYS = _COMPONENT_KEYS | {"checkpoint", "med_config", "tokenizer", "vision", "max_text_length", "reward_mean",
                               "reward_std", "image_mean", "image_std"}
-_CLIP_KEYS = _COMPONENT_KEYS | {"model", "pretrained"}
+_CLIP_KEYS = _COMPONENT_KEYS | {"model", "pretrained", "quick_gelu"}
 
 
 @dataclass
@@ -302,11 +303,14 @@ def _load_clip(models: MetricModels) -> None:
         raise UserError(f"metric model set {models.spec.name} ({models.spec.file}) has no 'clip' section")
     folder, record = models.resolve("clip", clip)
     info = {"set": models.spec.name, "id": record["id"], "revision": record["revision"]}
-    if clip.get("path") is not None:  # open_clip local-dir folder
+    if clip.get("path") is not None:  # open_clip local-dir folder; else by tag from the same hub repo in the HF cache
         _need_file(models, "clip", folder, "open_clip_config.json")
-        models.clip = load_clip(clip["model"], clip.get("pretrained"), folder, models.device, info)
-    else:  # by tag: open_clip reads the same hub repo from the HF cache
-        models.clip = load_clip(clip["model"], clip.get("pretrained"), None, models.device, info)
+    quick_gelu = bool(clip.get("quick_gelu", False))
+    try:
+        models.clip = load_clip(clip["model"], clip.get("pretrained"), folder if clip.get("path") is not None else None,
+                                models.device, info, quick_gelu=quick_gelu)
+    except ValueError as e:
+        raise UserError(f"metric model set {models.spec.name} ({models.spec.file}): {e}") from None
 
 
 def _load_alignment(models: MetricModels, alignment_cfg: Any) -> None:
