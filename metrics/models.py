@@ -328,10 +328,18 @@ def _load_alignment(models: MetricModels, alignment_cfg: Any) -> None:
         models.unavailable["alignment"] = "metrics.alignment has no load_alignment_models()"
         return
     cap, judge = models.section("captioner"), models.section("judge")
-    cap_folder = models.resolve("captioner", cap)[0] if cap else None
+    cap_folder, cap_record = models.resolve("captioner", cap) if cap else (None, None)
     judge_kind = getattr(getattr(alignment_cfg, "judge", None), "kind", None)
-    judge_folder = models.resolve("judge", judge)[0] if judge and judge_kind == "local" else None
-    models.alignment = hook(alignment_cfg, str(models.device), captioner_folder=cap_folder, judge_folder=judge_folder)
+    judge_folder, judge_record = models.resolve("judge", judge) if judge and judge_kind == "local" else (None, None)
+    # the set's records name what is loaded from its folders (not the config's model ids)
+    from metrics.judges import JudgeUnavailableError
+
+    try:  # the judge is asked once, here, before the captioner loads and before any captioning
+        models.alignment = hook(alignment_cfg, str(models.device), captioner_folder=cap_folder,
+                                judge_folder=judge_folder, captioner_record=cap_record, judge_record=judge_record,
+                                check=True)
+    except JudgeUnavailableError as e:
+        raise UserError(f"alignment judge not usable, nothing captioned: {e}") from None
 
 
 def _load_toybench(models: MetricModels) -> None:
