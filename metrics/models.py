@@ -414,27 +414,85 @@ def eval_defaults(set_name: str | Path) -> dict:
 # Fetching (the only code here that uses the network; run with HF_HUB_OFFLINE=0)
 
 
-def fetch_weights(set_name: str | Path) -> list[str]:
-    """Download every hub component of a set into the local HF cache; returns what was fetched."""
+# Weight formats: a repo that ships safetensors also ships the same tensors as .bin (pickle); only
+# one format is fetched (BLIP-2 FlanT5-XXL: ~49 GB each). Other frameworks' weights are never fetched.
+PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt")
+OTHER_FRAMEWORKS = (".h5", ".msgpack", ".onnx", ".ot", ".tflite", ".gguf")
+
+
+def hub_listing(repo_id: str, revision: str) -> list[tuple[str, int]]:
+    """(path, size in bytes) of every file of a hub repo at a revision (network)."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    return [(f.rfilename, int(f.size or 0)) for f in info.siblings or []]
+
+
+def choose_files(listing: list[tuple[str, int]], wanted: Optional[list[str]]) -> list[tuple[str, int]]:
+    """The files to fetch: `wanted` (the set's fetch_files) when given, else every file in one weight
+    format: safetensors where the repo has them (its .bin twins and their index dropped)."""
+    if wanted:
+        have = dict(listing)
+        missing = [w for w in wanted if w not in have]
+        if missing:
+            raise UserError(f"not in the repository: {', '.join(missing)}")
+        return [(w, have[w]) for w in wanted]
+    files = [(p, n) for p, n in listing if not p.endswith(OTHER_FRAMEWORKS)]
+    if any(p.endswith(".safetensors") for p, _ in files):
+        files = [(p, n) for p, n in files if not p.endswith(PICKLE_WEIGHTS) and not p.endswith(".bin.index.json")]
+    return files
+
+
+def _hub_parts(spec: MetricSetSpec) -> list[tuple[str, dict]]:
+    """(name, section) of every hub component of a set, nested ones included."""
+    out = []
+    for key, value in spec.raw.items():
+        if not isinstance(value, dict):
+            continue
+        for name, part in [(key, value)] + [(f"{key}.{k}", v) for k, v in value.items() if isinstance(v, dict)]:
+            if part.get("id") is not None and part.get("path") is None:
+                out.append((name, part))
+    return out
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def fetch_weights(set_name: str | Path, dry_run: bool = False, log=lambda m: print(m, file=sys.stderr)) -> list[str]:
+    """Download every hub component of a set into the local HF cache; returns what was fetched.
+
+    First lists every component's files (one weight format) and prints their total size, then
+    fetches exactly those files. dry_run: list and print only.
+    """
     from huggingface_hub import snapshot_download
 
     from generators.models.loader import hub_cache_dir
 
     spec = load_set_spec(set_name)
+    plan = []
+    for name, part in _hub_parts(spec):
+        revision = str(part.get("revision", "main"))
+        try:
+            files = choose_files(hub_listing(part["id"], revision), part.get("fetch_files"))
+        except UserError as e:
+            raise UserError(f"'{name}' ({part['id']}@{revision}): {e}") from None
+        except Exception as e:  # offline, unknown id, bad revision, network: one clear message
+            raise UserError(f"cannot list {part['id']} for '{name}' (needs hub access, HF_HUB_OFFLINE=0): "
+                            f"{type(e).__name__}: {e}") from e
+        plan.append((name, part["id"], revision, files))
+        log(f"[metrics] {name}: {part['id']}@{revision}: {len(files)} files, {_gb(sum(n for _, n in files))}")
+    log(f"[metrics] total download for metric set {spec.name}: {_gb(sum(n for *_, f in plan for _, n in f))} "
+        f"(files already in the cache are not fetched again)")
     done = []
-    for key, value in spec.raw.items():
-        if not isinstance(value, dict):
+    for name, repo_id, revision, files in plan:
+        if dry_run:
             continue
-        parts = [(key, value)] + [(f"{key}.{k}", v) for k, v in value.items() if isinstance(v, dict)]
-        for name, part in parts:
-            if part.get("id") is None or part.get("path") is not None:
-                continue
-            print(f"[metrics] fetching {part['id']} (revision {part.get('revision', 'main')}) for '{name}'", file=sys.stderr)
-            try:
-                snapshot_download(part["id"], revision=str(part.get("revision", "main")), cache_dir=hub_cache_dir(),
-                                  allow_patterns=part.get("fetch_files"))
-            except Exception as e:  # offline, unknown id, bad revision, network: one clear message
-                raise UserError(f"cannot fetch {part['id']} for '{name}' (needs hub access, HF_HUB_OFFLINE=0): "
-                                f"{type(e).__name__}: {e}") from e
-            done.append(f"{name}: {part['id']}")
+        log(f"[metrics] fetching {repo_id} (revision {revision}) for '{name}'")
+        try:
+            snapshot_download(repo_id, revision=revision, cache_dir=hub_cache_dir(), allow_patterns=[p for p, _ in files])
+        except Exception as e:  # offline, unknown id, bad revision, network: one clear message
+            raise UserError(f"cannot fetch {repo_id} for '{name}' (needs hub access, HF_HUB_OFFLINE=0): "
+                            f"{type(e).__name__}: {e}") from e
+        done.append(f"{name}: {repo_id}")
     return done
