@@ -23,6 +23,20 @@ RESULTS ?= results
 OUT ?= $(RESULTS)/demo
 
 EVAL_MODELS ?= t3bench
+# The alignment judge of `make eval` (empty = the metric set's default, GPT-4 at api.openai.com):
+# JUDGE_URL=http://localhost:8000/v1 JUDGE_MODEL=Qwen/Qwen2.5-7B-Instruct for a local OpenAI-compatible
+# server (vLLM, llama.cpp), JUDGE_KEY_ENV = the variable holding its key; JUDGE_TEMPLATES = a folder of
+# other judge texts (default: T3Bench's own, prompts/t3bench/judge); EVAL_SOURCE=mesh scores exported meshes.
+JUDGE_URL ?=
+JUDGE_MODEL ?=
+JUDGE_KEY_ENV ?=
+JUDGE_TEMPLATES ?=
+EVAL_SOURCE ?=
+EVAL_SETS = $(if $(JUDGE_URL),--set 'alignment.judge.kind=openai' --set 'alignment.judge.base_url=$(JUDGE_URL)') \
+	$(if $(JUDGE_MODEL),--set 'alignment.judge.model=$(JUDGE_MODEL)') \
+	$(if $(JUDGE_KEY_ENV),--set 'alignment.judge.api_key_env=$(JUDGE_KEY_ENV)') \
+	$(if $(JUDGE_TEMPLATES),--set 'alignment.judge.templates=$(JUDGE_TEMPLATES)') \
+	$(if $(EVAL_SOURCE),--set 'source=$(EVAL_SOURCE)')
 
 .PHONY: help install demo benchmark status eval report test test-fast perf weights weights-eval methods toyworld-train clean-demo
 
@@ -34,6 +48,7 @@ help:
 	@echo "               variables: PROMPTS SEEDS=0,1,2 MODELS EXECUTOR=local|ray|slurm LIMIT STEPS RESULTS"
 	@echo "make status [JOB=paper-table1]   done / running / failed / pending per method and category"
 	@echo "make eval JOB=paper-table1 [EVAL_MODELS=t3bench]   score the job's finished runs (resumable)"
+	@echo "               judge: JUDGE_URL=http://localhost:8000/v1 JUDGE_MODEL=... [JUDGE_KEY_ENV=...]; EVAL_SOURCE=mesh"
 	@echo "make report JOB=paper-table1   scores.parquet, report.md/.html, figures (no GPU needed)"
 	@echo "make test     run the test suite on CPU"
 	@echo "make perf     speed benchmarks (writes results/perf/)"
@@ -68,7 +83,7 @@ status: $(STAMP)
 
 eval: $(STAMP)
 	@test -n "$(JOB)" || { echo "make eval: give JOB=<job name or file>" >&2; exit 2; }
-	$(PY) -m harness eval '$(JOB)' --models '$(EVAL_MODELS)' --results '$(RESULTS)' \
+	$(PY) -m harness eval '$(JOB)' --models '$(EVAL_MODELS)' --results '$(RESULTS)' $(EVAL_SETS) \
 		$(if $(EXECUTOR),--executor '$(EXECUTOR)') $(if $(FORCE),--force)
 
 report: $(STAMP)

@@ -120,6 +120,18 @@ def _print_summary(name: str, plan: EvalPlan, results: Path, total: int) -> None
         print(f"  ... and {hidden} more (python -m harness status {name})")
 
 
+def _check_judge(ev) -> None:
+    """The alignment judge (endpoint, key, model) answers, or a UserError before anything is submitted."""
+    from harness.workloads import eval_config
+    from metrics.alignment import check_judge
+    from metrics.judges import JudgeUnavailableError
+
+    try:
+        check_judge(eval_config(ev)[0].alignment.judge)
+    except JudgeUnavailableError as e:
+        raise UserError(f"alignment judge not usable, nothing submitted: {e}") from None
+
+
 def evaluate_job(job: str, results: Path, *, models: str = "t3bench", stages: str | None = None,
                  device: str | None = None, overrides: list[str] | None = None, force: bool = False,
                  executor: str | None = None, wait: bool = True, workload: str = EVAL_WORKLOAD) -> int:
@@ -148,6 +160,8 @@ def evaluate_job(job: str, results: Path, *, models: str = "t3bench", stages: st
     print(f"eval {j.name}: {len(plan.todo)} run(s) to score (stages {','.join(ev.stages)}, metric models "
           f"{models}{', forced' if force else ''}) on executor {settings.kind}; "
           f"{len(plan.scored)} already scored, {len(plan.not_generated)} not generated")
+    if plan.todo and "alignment" in ev.stages:
+        _check_judge(ev)  # once, before any run is captioned
     if plan.todo:
         ensure_writable(results)
         opts = WorkerOptions(results=str(results.resolve()), max_attempts=settings.max_attempts, workload=workload,

@@ -8,9 +8,11 @@ published numbers in results/reference/*.yaml (one exception: the ToyBench grids
 is drawn by the ToyWorld renderer, metrics.toybench.ground_truth_views, as the metric drew it).
 Writes, atomically, into RESULTS/<job>/:
 
-    scores.parquet   one row per planned run (missing and failed runs included, metrics empty)
-    report.md        T3Bench table (AnchorDS Table 1 layout) + quality/alignment breakdown,
-                     ablation, CLIP, published reference rows; ToyBench table; gaps, protocol note
+    scores.parquet   one row per planned run (missing and failed runs included, metrics empty), and
+                     one more per run scored on its exported mesh (column source: gaussians | mesh)
+    report.md        per scorer (source, judge, captioner): T3Bench quality-only table (AnchorDS
+                     Table 1 layout), (Q + A) / 2 table (leaderboard), alignment, ablation; CLIP;
+                     published reference rows; ToyBench table; gaps, protocol note
     report.html      the same tables with the per-prompt grids
     toybench.parquet the ToyBench table, long form (one row per method or ground truth x category)
     figures/t3bench_by_category.png, grids/<category>-<index>-seed<seed>.png,
@@ -37,10 +39,11 @@ from generators.errors import UserError
 from generators.io import atomic_write, atomic_write_text
 from harness.report_collect import SCORED, collect_rows
 from harness.report_figures import bar_chart, prompt_grids, toybench_grids
-from harness.report_tables import (any_partial, ablation_table, breakdown_table, categories_of, clip_table,
-                                   is_t3bench_row, toybench_categories, toybench_category_title,
-                                   is_toybench_row, md_table, method_rows, t3bench_table, toybench_frame_rows,
-                                   toybench_partial, toybench_rows, toybench_table)
+from harness.report_tables import (METRICS, any_partial, ablation_table, categories_of, clip_table,
+                                   is_t3bench_row, is_toybench_row, md_table, method_rows, scorer_groups,
+                                   scorer_title, t3bench_table, toybench_categories, toybench_category_title,
+                                   toybench_frame_rows, toybench_partial, toybench_rows,
+                                   toybench_table)
 from harness.report_stats import (DEFAULT_BASELINE, StatMetric, column, comparison_sentences, control_check,
                                   uncertainty_section)
 
@@ -79,6 +82,12 @@ def load_references(folder: Path = REFERENCE_DIR) -> list[dict]:
         if not isinstance(data, dict) or not data.get("source") or data.get("table") not in REFERENCE_TABLES \
                 or not isinstance(data.get("rows"), list):
             raise UserError(f"{path}: a reference file needs 'source', 'table' ({', '.join(REFERENCE_TABLES)}) and 'rows'")
+        if data["table"] in ("t3bench", "ablation"):  # every T3Bench number says which metric it is
+            for row in data["rows"]:
+                metric = row.get("metric", data.get("metric"))
+                if metric not in METRICS:
+                    raise UserError(f"{path}: row {row.get('label')!r} needs a 'metric' (file or row): one of "
+                                    f"{', '.join(METRICS)}, got {metric!r}")
         data["file"] = path.name
         data["short"] = path.stem
         refs.append(data)
@@ -126,7 +135,11 @@ def _protocol_note(rows: list[dict]) -> str:
         "- Quality: ImageReward per view, best field of view per point, 3 rounds of icosphere-neighbour "
         "averaging, best point, 20 s + 50 (not clipped). Alignment: a BLIP-2 caption per view, merged and "
         "rated 1-5 by a judge, (mean - 1) / 4 x 100 over the prompts with a rating. Our captions are seeded "
-        "(T3Bench's are not); the judge's rating instructions are our reconstruction of T3Bench's wording.",
+        "(T3Bench's are not); the judge gets T3Bench's own words (prompts/t3bench/judge), views numbered 1..12.",
+        "- Scored runs of different judges, captioners or sources (Gaussians, exported meshes) are never pooled: "
+        "each has its own tables, named in their titles. The exported-mesh path (when present) renders a mesh "
+        "extracted from the Gaussians as T3Bench renders meshes (unlit colours, black background, T3Bench's "
+        "normalisation and cameras).",
         "- Avg_cat = (Quality + Alignment) / 2; All = mean of the three categories (T3Bench's project-page "
         "formula). Published rows were produced by other code, judges and renderers: they are references, "
         "not like-for-like comparisons.",
@@ -230,9 +243,31 @@ def _references_section(refs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _t3bench_sections(rows: list[dict], title: str, by_table: dict) -> list[str]:
+    """The T3Bench tables of runs of one scorer (source, judge, captioner): each comparison on one metric."""
+    mrows = method_rows(rows)
+    ablation = by_table["ablation"][0] if by_table["ablation"] else None
+    return [
+        f"## T3Bench quality only, AnchorDS Table 1 layout ({title})", "",
+        "The AnchorDS paper's Table 1 and ablation are T3Bench's quality metric alone, not (Quality + "
+        "Alignment) / 2 (the evidence is in results/reference/anchords-table1.yaml); our cells here are quality "
+        "too: mean q per category, All = mean of the three categories.",
+        "", md_table(*t3bench_table(mrows, by_table["t3bench"], "quality")), "",
+        f"## T3Bench (Quality + Alignment) / 2, T3Bench leaderboard layout ({title})", "",
+        "Each cell averages the runs that have both numbers (n counts exactly those runs); All is the mean of "
+        "the three categories.",
+        "", md_table(*t3bench_table(mrows, by_table["t3bench"], "mean")), "",
+        f"### Alignment only ((mean rating - 1) / 4 x 100; {title})", "",
+        md_table(*t3bench_table(mrows, by_table["t3bench"], "alignment")), "",
+        f"## Ablation (T3Bench All on the published table's metric: {ablation['metric'] if ablation else '—'}; "
+        f"gain over SDS; {title})", "",
+        md_table(*ablation_table(mrows, ablation)), "",
+    ]
+
+
 def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Optional[str], grids: list[dict],
                     toy_grids: Optional[list[dict]] = None, baseline: str = DEFAULT_BASELINE,
-                    notice: Optional[str] = None) -> str:
+                    notice: Optional[str] = None, mesh_rows: Optional[list[dict]] = None) -> str:
     t3_rows = [r for r in rows if is_t3bench_row(r)]
     mrows = method_rows(t3_rows)
     trows = toybench_rows(rows)
@@ -254,15 +289,15 @@ def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Op
     parts += [f"{len(rows)} planned runs, seeds {seeds}; "
               f"{sum(r['status'] == SCORED for r in rows)} fully scored. Cells: value (n=scored/expected).", ""]
     if t3_rows:
-        parts += ["## T3Bench (AnchorDS Table 1 layout)", "",
-                  "Each cell is (Quality + Alignment) / 2 for the category; All is the mean of the three categories.",
-                  "", md_table(*t3bench_table(mrows, by_table["t3bench"])), ""]
-        parts += ["### Quality (ImageReward, 20 s + 50)", "", md_table(*breakdown_table(mrows, "quality")), ""]
-        parts += ["### Alignment ((mean rating - 1) / 4 x 100)", "", md_table(*breakdown_table(mrows, "alignment")), ""]
-        ablation = by_table["ablation"][0] if by_table["ablation"] else None
-        parts += ["## Ablation (T3Bench All, gain over SDS)", "", md_table(*ablation_table(mrows, ablation)), ""]
+        mesh_t3 = [r for r in (mesh_rows or []) if is_t3bench_row(r)]
+        for key, group in scorer_groups(t3_rows + mesh_t3):
+            parts += _t3bench_sections(group, scorer_title(key), by_table)
         clip_ref = by_table["clip"][0] if by_table["clip"] else None
-        parts += ["## CLIP score (mean cosine over the CLIP views)", "", md_table(*clip_table(mrows, t3_rows, clip_ref)), ""]
+        for source_rows in (t3_rows, mesh_t3):
+            if source_rows:
+                title = scorer_title((source_rows[0].get("source"), None, None)).split(";")[0]
+                parts += [f"## CLIP score (mean cosine over the CLIP views; {title})", "",
+                          md_table(*clip_table(method_rows(source_rows), source_rows, clip_ref)), ""]
         parts += ["## T3Bench: intervals and paired comparisons", "",
                   *uncertainty_section(t3_rows, categories_of(t3_rows), T3BENCH_STATS, baseline), ""]
     if trows:
@@ -347,7 +382,13 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
         if not runs:
             raise UserError(f"job {job_name!r} plans no runs: nothing to report")
         rows = collect_rows(runs, results)
-        write_scores(rows, out / "scores.parquet")
+        # the exported-mesh path (metrics_mesh.json), reported apart when any run was scored that way
+        mesh_rows = [r for r in collect_rows(runs, results, "mesh") if r["status"] not in ("unscored",)
+                     and any(r.get(k) is not None for k in ("quality", "alignment", "clip"))]
+        write_scores(rows + mesh_rows, out / "scores.parquet")
+    else:  # rebuilt from a scores.parquet: its mesh rows carry source "mesh"
+        mesh_rows = [r for r in rows if r.get("source") == "mesh"]
+        rows = [r for r in rows if r.get("source") != "mesh"]
     refs = load_references(reference_dir)
     t3_rows = [r for r in rows if is_t3bench_row(r)]
     chart = out / "figures" / "t3bench_by_category.png"
@@ -361,7 +402,7 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
     if trows:
         toy_table = out / "toybench.parquet"
         write_scores(toybench_frame_rows(trows), toy_table)
-    text = render_markdown(job_name, rows, refs, chart_note, grids, toy_grids, baseline, notice)
+    text = render_markdown(job_name, rows, refs, chart_note, grids, toy_grids, baseline, notice, mesh_rows)
     atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "report.html", render_html(job_name, text, grids, toy_grids))
     return {"problems": [r["problems"] for r in rows if r.get("problems")],  # unreadable files, per run

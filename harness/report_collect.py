@@ -32,6 +32,8 @@ from generators.outputs import RUN_FILES
 from harness.store import stage_has_score
 
 METRICS_FILE = "metrics.json"
+# = metrics.evaluate.METRICS_FILES: the scores of each way of looking at a run
+METRICS_FILES = {"gaussians": METRICS_FILE, "mesh": "metrics_mesh.json"}
 ATTEMPTS_FILE = "attempts.json"
 STAGES = ("quality", "alignment", "clip")  # the T3Bench stages
 TOYBENCH = "toybench"  # the ToyBench stage (metrics/toybench.py)
@@ -169,6 +171,19 @@ def _model_name(model: Any) -> Optional[str]:
     return str(model)
 
 
+def judge_id(judge: dict) -> Optional[str]:
+    """A judge as the report names it: its name, its endpoint, and its words when not T3Bench's."""
+    if not judge:
+        return None
+    name = str(judge.get("name") or judge.get("model") or judge.get("kind"))
+    if judge.get("base_url"):
+        name += f" @ {judge['base_url']}"
+    templates = judge.get("templates")
+    if isinstance(templates, dict) and templates.get("source") not in (None, "t3bench"):
+        name += f", templates {templates.get('source')} ({str(templates.get('sha256'))[:8]})"
+    return name
+
+
 def _stage_columns(stage: str, rec: Any) -> dict:
     """Flat columns of one metrics.json stage; a stage without a number says why."""
     out: dict = {f"{stage}_status": None, f"{stage}_reason": None}
@@ -189,7 +204,7 @@ def _stage_columns(stage: str, rec: Any) -> dict:
         rating = rec.get("rating")
         out["alignment_rating"] = float(rating) if isinstance(rating, (int, float)) else None
         judge = rec.get("judge") or {}
-        out["judge"] = judge.get("name") if isinstance(judge, dict) else str(judge)
+        out["judge"] = judge_id(judge) if isinstance(judge, dict) else str(judge)
         out["judge_settings"] = json.dumps(judge, sort_keys=True, default=str) if judge else None
         out["captioner"] = _model_name(rec.get("captioner"))
     elif stage == "clip":
@@ -273,14 +288,15 @@ def _state(row: dict, status: Optional[dict], metrics: Optional[dict], attempts:
     return SCORED, None
 
 
-def collect_row(identity: dict) -> dict:
+def collect_row(identity: dict, source: str = "gaussians") -> dict:
     run_dir = Path(identity["run_dir"])
     corrupt: list = []  # status.json or metrics.json: the row cannot be trusted
     problems: list = []  # a picture or attempts.json: left out, the row stands
     status = _record(run_dir / RUN_FILES["status"], corrupt)
-    metrics = _record(run_dir / METRICS_FILE, corrupt)
+    metrics = _record(run_dir / METRICS_FILES[source], corrupt)
     attempts = _record(run_dir / ATTEMPTS_FILE, problems)
     row = dict(identity)
+    row["source"] = source
     row["benchmark"] = benchmark_of(row["category"], row.get("models"))
     for stage in STAGES:
         row.update(_stage_columns(stage, (metrics or {}).get(stage)))
@@ -300,8 +316,9 @@ def collect_row(identity: dict) -> dict:
     return row
 
 
-def collect_rows(runs: Iterable[Any], results: str | Path) -> list[dict]:
-    """One row per run (RunSpec or run directory), in the given order."""
+def collect_rows(runs: Iterable[Any], results: str | Path, source: str = "gaussians") -> list[dict]:
+    """One row per run (RunSpec or run directory), in the given order, with the scores of `source`
+    (gaussians: metrics.json; mesh: metrics_mesh.json, the exported-mesh path)."""
     results = Path(results)
     rows = []
     for run in runs:
@@ -309,5 +326,5 @@ def collect_rows(runs: Iterable[Any], results: str | Path) -> list[dict]:
             identity = _identity_from_dir(Path(run), results)
         else:
             identity = _identity_from_spec(run, results)
-        rows.append(collect_row(identity))
+        rows.append(collect_row(identity, source))
     return rows

@@ -34,6 +34,14 @@ class Cell:
         return f"{v} (n={self.n}/{self.expected})"
 
 
+# What a published or computed T3Bench number is: quality alone, alignment alone, or their mean
+# ((Q + A) / 2, T3Bench's leaderboard). A comparison only ever sets numbers of one metric side by side.
+METRICS = ("quality", "alignment", "mean")
+METRIC_TITLES = {"quality": "Quality only (ImageReward, 20 s + 50)",
+                 "alignment": "Alignment only ((mean rating - 1) / 4 x 100)",
+                 "mean": "(Quality + Alignment) / 2"}
+
+
 @dataclass
 class MethodRow:
     label: str
@@ -41,9 +49,13 @@ class MethodRow:
     models: str
     quality: dict = field(default_factory=dict)  # category -> Cell
     alignment: dict = field(default_factory=dict)
-    avg: dict = field(default_factory=dict)
-    all: Optional[Cell] = None
+    avg: dict = field(default_factory=dict)  # the mean metric, over the runs that have both numbers
+    all: Optional[Cell] = None  # All of the mean metric
     clip: Optional[Cell] = None
+    all_by: dict = field(default_factory=dict)  # metric -> All Cell (mean of the three categories)
+
+    def cells(self, metric: str) -> dict:
+        return {"quality": self.quality, "alignment": self.alignment, "mean": self.avg}[metric]
 
 
 def _mean(values: list) -> Optional[float]:
@@ -81,19 +93,51 @@ def method_rows(rows: list[dict]) -> list[MethodRow]:
             a_value, a_n = category_alignment(r.get("alignment_rating") for r in cell_rows)
             mr.quality[cat] = Cell(_mean(qs), len(qs), expected)
             mr.alignment[cat] = Cell(a_value, a_n, expected)
-            q = mr.quality[cat]
-            both = sum(1 for r in cell_rows if r.get("quality") is not None and r.get("alignment_rating") is not None)
-            avg = (q.value + a_value) / 2 if q.value is not None and a_value is not None else None
-            mr.avg[cat] = Cell(avg, both, expected)
-        t3 = [c for c in T3BENCH_CATEGORIES if c in mr.avg]
-        if t3:
-            vals = [mr.avg[c].value for c in t3]
-            value = sum(vals) / 3 if len(t3) == 3 and all(v is not None for v in vals) else None
-            mr.all = Cell(value, sum(mr.avg[c].n for c in t3), sum(mr.avg[c].expected for c in t3))
+            # the mean metric over exactly the runs that have both numbers: its n counts the runs in it
+            both = [r for r in cell_rows if r.get("quality") is not None and r.get("alignment_rating") is not None]
+            b_quality = _mean([r["quality"] for r in both])
+            b_align, _ = category_alignment(r["alignment_rating"] for r in both)
+            avg = (b_quality + b_align) / 2 if both else None
+            mr.avg[cat] = Cell(avg, len(both), expected)
+        for metric in METRICS:
+            cells = mr.cells(metric)
+            t3 = [c for c in T3BENCH_CATEGORIES if c in cells]
+            if t3:
+                vals = [cells[c].value for c in t3]
+                value = sum(vals) / 3 if len(t3) == 3 and all(v is not None for v in vals) else None
+                mr.all_by[metric] = Cell(value, sum(cells[c].n for c in t3), sum(cells[c].expected for c in t3))
+        mr.all = mr.all_by.get("mean")
         clips = [r.get("clip") for r in mine if r.get("clip") is not None]
         mr.clip = Cell(_mean(clips), len(clips), len(mine))
         out.append(mr)
     return out
+
+
+def scorer_of(row: dict) -> tuple:
+    """What scored a run's T3Bench numbers: (source, judge, captioner). Runs of different scorers
+    are never pooled in one cell (the judge and captioner define the alignment number)."""
+    return (row.get("source") or "gaussians", row.get("judge"), row.get("captioner"))
+
+
+def scorer_groups(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
+    """The rows split by scorer, first-seen order. Rows without an alignment record (judge and
+    captioner unknown) join the one scored group of their source when there is exactly one."""
+    keyed: dict = {}
+    for r in rows:
+        keyed.setdefault(scorer_of(r), []).append(r)
+    for key in [k for k in keyed if k[1] is None and k[2] is None]:
+        scored = [k for k in keyed if k[0] == key[0] and (k[1] is not None or k[2] is not None)]
+        if len(scored) == 1:
+            keyed[scored[0]] += keyed.pop(key)
+    return list(keyed.items())
+
+
+def scorer_title(key: tuple) -> str:
+    source, judge, captioner = key
+    seen = "rendered from exported meshes (T3Bench's mesh renderer)" if source == "mesh" else "Gaussians rendered directly"
+    if judge is None and captioner is None:
+        return f"{seen}; no alignment scored"
+    return f"{seen}; judge `{judge or 'none'}`, captioner `{captioner or 'none'}`"
 
 
 def any_partial(mrows: list[MethodRow]) -> bool:
@@ -117,21 +161,26 @@ def _fmt(v: Optional[float], digits: int = 1) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
-def t3bench_table(mrows: list[MethodRow], references: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """AnchorDS Table 1 layout: method | All | Single | Surr | Multi (+ extra categories)."""
-    extra = sorted({c for m in mrows for c in m.avg if c not in T3BENCH_CATEGORIES})
+def reference_rows(references: list[dict], table: str, metric: str) -> list[tuple[dict, dict]]:
+    """(reference file, row) of every published row of `table` that is on `metric`."""
+    return [(ref, r) for ref in references if ref["table"] == table for r in ref["rows"]
+            if r.get("metric", ref.get("metric")) == metric]
+
+
+def t3bench_table(mrows: list[MethodRow], references: list[dict], metric: str = "mean") -> tuple[list[str], list[list[str]]]:
+    """AnchorDS Table 1 layout, method | All | Single | Surr | Multi (+ extra categories), on one
+    metric: published rows of that metric beside our cells of that metric, nothing else."""
+    extra = sorted({c for m in mrows for c in m.cells(metric) if c not in T3BENCH_CATEGORIES})
     header = ["Method", "Source", "All", *(CATEGORY_TITLES[c] for c in T3BENCH_CATEGORIES), *extra]
     body = []
-    for ref in references:
-        if ref["table"] != "t3bench":
-            continue
-        for r in ref["rows"]:
-            body.append([r["label"] + (" †" if r.get("note") else ""), f"published: {ref['short']}",
-                         _fmt(r.get("all")), *(_fmt(r.get(c)) for c in T3BENCH_CATEGORIES), *("" for _ in extra)])
+    for ref, r in reference_rows(references, "t3bench", metric):
+        body.append([r["label"] + (" †" if r.get("note") else ""), f"published: {ref['short']}",
+                     _fmt(r.get("all")), *(_fmt(r.get(c)) for c in T3BENCH_CATEGORIES), *("" for _ in extra)])
     for m in mrows:
-        body.append([f"**{m.label}**", f"ours ({m.models})", m.all.text() if m.all else "—",
-                     *(m.avg[c].text() if c in m.avg else "—" for c in T3BENCH_CATEGORIES),
-                     *(m.avg[c].text() if c in m.avg else "—" for c in extra)])
+        cells, all_cell = m.cells(metric), m.all_by.get(metric)
+        body.append([f"**{m.label}**", f"ours ({m.models})", all_cell.text() if all_cell else "—",
+                     *(cells[c].text() if c in cells else "—" for c in T3BENCH_CATEGORIES),
+                     *(cells[c].text() if c in cells else "—" for c in extra)])
     return header, body
 
 
@@ -144,11 +193,13 @@ def breakdown_table(mrows: list[MethodRow], which: str) -> tuple[list[str], list
 
 
 def ablation_table(mrows: list[MethodRow], reference: Optional[dict]) -> tuple[list[str], list[list[str]]]:
-    """Published ablation rows beside ours: All and the gain over the SDS baseline."""
+    """Published ablation rows beside ours: All and the gain over the SDS baseline, ours on the
+    reference's metric (the AnchorDS ablation: quality)."""
     header = ["Configuration", "Source", "All", "Gain over SDS"]
     body = []
     if reference is None:
         return header, body
+    metric = reference["metric"]
     baseline = reference.get("baseline", "sds")
     for r in reference["rows"]:
         body.append([r["label"], f"published: {reference['short']}", _fmt(r.get("all")),
@@ -157,16 +208,18 @@ def ablation_table(mrows: list[MethodRow], reference: Optional[dict]) -> tuple[l
     for m in mrows:
         by_method.setdefault(m.method, m)
     base = by_method.get(baseline)
-    base_all = base.all.value if base is not None and base.all is not None else None
+    base_cell = base.all_by.get(metric) if base is not None else None
+    base_all = base_cell.value if base_cell is not None else None
     for r in reference["rows"]:
         m = by_method.get(r.get("method"))
         if m is None:
             body.append([f"**{r['label']}**", "ours", "not in this job", "—"])
             continue
-        value = m.all.value if m.all is not None else None
+        cell = m.all_by.get(metric)
+        value = cell.value if cell is not None else None
         gain = "—" if m.method == baseline else (
             f"{value - base_all:+.1f}" if value is not None and base_all is not None else "—")
-        body.append([f"**{r['label']}** ({m.label})", f"ours ({m.models})", m.all.text() if m.all else "—", gain])
+        body.append([f"**{r['label']}** ({m.label})", f"ours ({m.models})", cell.text() if cell else "—", gain])
     return header, body
 
 

@@ -2,7 +2,8 @@
 
     python -m metrics eval RUN_DIR... [--models tiny] [--stages quality,clip] [--device cpu]
                                       [--set quality.width=64 ...] [--force]
-    python -m metrics weights t3bench      # fetch a metric model set (needs hub access)
+    python -m metrics weights t3bench [--dry-run]   # fetch a metric model set (needs hub access);
+                                                    # prints the total size first, one weight format
 
 `eval` scores every finished run in (or below) the given folders that has no scores yet, so it
 can be re-run after an interruption. Exit codes: 0 all requested runs scored or up to date,
@@ -50,12 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--force", action="store_true", help="recompute the requested stages even if scored")
     w = sub.add_parser("weights", help="download a metric model set into the Hugging Face cache")
     w.add_argument("set", help="metric model set name or yaml")
+    w.add_argument("--dry-run", action="store_true", help="list the files and the total size, fetch nothing")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "weights":
             from metrics.models import fetch_weights
 
-            for line in fetch_weights(args.set):
+            for line in fetch_weights(args.set, dry_run=args.dry_run):
                 print(line)
             return 0
         from metrics.evaluate import evaluate_runs

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Literal, Optional
 
 from generators.errors import MissingWeightsError
 from metrics.captioner import Captioner, CaptionerConfig, to_uint8_images
-from metrics.judges import Judge, LocalJudge, OpenAICompatibleJudge, judge_alignment
+from metrics.judges import Judge, JudgeTemplates, LocalJudge, OpenAICompatibleJudge, judge_alignment
 
 RATING_MIN = 1  # T3Bench's rating scale
 RATING_MAX = 5
@@ -49,6 +49,10 @@ class JudgeConfig:
     timeout_s: float = 60.0  # openai only: per request
     http_retries: int = 3  # openai only: retries on timeouts, 429 and 5xx
     backoff_s: float = 2.0  # openai only: first back-off, doubled per retry
+    # a folder with merge-prefix.txt, merge-suffix.txt, rate-instruction.txt; None = T3Bench's own
+    # words (prompts/t3bench/judge/). Their sha256 is recorded with every rating.
+    templates: Optional[str] = None
+    dtype: str = "auto"  # local only: auto = bfloat16 on CUDA (a 7B judge: ~15 GB), float32 on CPU
 
 
 @dataclass
@@ -91,7 +95,7 @@ def make_judge(cfg: JudgeConfig, device: str = "cpu", folder: Optional[Path] = N
             raise ValueError("the local judge decodes greedily (T3Bench: temperature 0); set judge.temperature: 0")
         if folder is None:
             raise ValueError("a local judge needs its model folder: use load_alignment_models")
-        return LocalJudge.from_folder(folder, record, device=device)
+        return LocalJudge.from_folder(folder, record, device=device, dtype=resolve_dtype(cfg.dtype, device))
     raise ValueError(f"unknown judge kind {cfg.kind!r} (valid: openai, local)")
 
 
@@ -113,21 +117,45 @@ def _resolve(name: str, model_id: str, revision: str, path: Optional[str]) -> tu
         ) from e
 
 
+def resolve_dtype(name: str, device: Any) -> Any:
+    """A torch dtype from a config name: "auto" = bfloat16 on CUDA (BLIP-2 FlanT5-XXL and a 7B judge
+    fit a 40 GB card only in 16 bits; Flan-T5 overflows in float16), float32 elsewhere."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"unknown dtype {name!r} (use auto, float32, bfloat16 or float16)")
+    return dtype
+
+
 def load_alignment_models(cfg: AlignmentConfig, device: str = "cpu", captioner_folder: Optional[Path] = None,
-                          judge_folder: Optional[Path] = None, dtype: Any = None) -> AlignmentModels:
-    """Captioner (+ local judge) from explicit folders, else from the ids in `cfg` (HF cache only)."""
-    if captioner_folder is None:
-        captioner_folder, cap_record = _resolve("captioner", cfg.captioner.model_id, cfg.captioner.revision, cfg.captioner.path)
-    else:
-        cap_record = {"id": cfg.captioner.model_id, "revision": "local", "path": str(captioner_folder)}
-    captioner = Captioner.from_folder(captioner_folder, cap_record, device=device, dtype=dtype)
-    judge_record = None
+                          judge_folder: Optional[Path] = None, captioner_record: Optional[dict] = None,
+                          judge_record: Optional[dict] = None, check: bool = False) -> AlignmentModels:
+    """Captioner (+ local judge) from explicit folders, else from the ids in `cfg` (HF cache only).
+
+    check=True asks the judge (endpoint, key, model) before the captioner loads: JudgeUnavailableError.
+
+    With a folder, pass the record of what that folder is (the model set's id, revision, path):
+    the record names the model that was loaded, never the config's id, which may say another.
+    """
+    # the judge first: a judge that cannot answer must fail before BLIP-2 (tens of GB) is loaded
     if cfg.judge.kind == "local":
         if judge_folder is None:
             judge_folder, judge_record = _resolve("judge", cfg.judge.model, cfg.judge.revision, cfg.judge.path)
-        else:
-            judge_record = {"id": cfg.judge.model, "revision": "local", "path": str(judge_folder)}
+        elif judge_record is None:
+            judge_record = {"id": None, "revision": None, "path": str(judge_folder)}
     judge = make_judge(cfg.judge, device, judge_folder, judge_record)
+    if check:
+        judge.check()
+    if captioner_folder is None:
+        captioner_folder, captioner_record = _resolve("captioner", cfg.captioner.model_id, cfg.captioner.revision,
+                                                      cfg.captioner.path)
+    elif captioner_record is None:
+        captioner_record = {"id": None, "revision": None, "path": str(captioner_folder)}
+    captioner = Captioner.from_folder(captioner_folder, captioner_record, device=device,
+                                      dtype=resolve_dtype(cfg.captioner.dtype, device))
     return AlignmentModels(captioner, judge)
 
 
@@ -136,38 +164,57 @@ def _get(models: Any, key: str) -> Any:
     return value
 
 
-def score_alignment(images: Any, prompt: str, cfg: AlignmentConfig, models: Any) -> dict:
-    """Caption the views, merge, rate: the alignment record of one run (JSON-serialisable).
+def check_judge(cfg: JudgeConfig) -> None:
+    """Ask an OpenAI-compatible judge (endpoint, key, model) without loading anything; a local
+    judge is checked when it loads. Raises JudgeUnavailableError."""
+    if cfg.kind == "openai":
+        make_judge(cfg).check()
 
-    images: [V, H, W, 3] uint8, or float in [0, 1] (V = cfg.num_views, T3Bench: 12).
-    models: AlignmentModels, or any object / dict with `captioner` and optionally `judge`
-    (when absent, an OpenAI-compatible judge is built from cfg.judge).
-    Returns {score, rating, captions, merged_caption, missing_reason, replies, errors, attempts,
-    judge, captioner, num_views}. Raises JudgeUnavailableError when the judge never replied.
+
+def caption_views(images: Any, cfg: AlignmentConfig, models: Any) -> dict:
+    """The captioner's half: {captions (one per view), captioner (what captioned, with its settings), num_views}.
+
+    images: [V, H, W, 3] uint8, or float in [0, 1] (V = cfg.num_views, T3Bench: 12). Kept per run
+    by metrics.evaluate so that a judge failure never costs a second captioning pass.
     """
     frames = to_uint8_images(images)
     if frames.shape[0] != cfg.num_views:
         raise ValueError(f"alignment expects {cfg.num_views} views, got {frames.shape[0]}")
     captioner = _get(models, "captioner")
     if captioner is None:
-        raise ValueError("score_alignment needs models.captioner (load_alignment_models)")
+        raise ValueError("caption_views needs models.captioner (load_alignment_models)")
+    return {"captions": captioner.caption(frames, cfg.captioner), "captioner": captioner.describe(cfg.captioner),
+            "num_views": int(frames.shape[0])}
+
+
+def judge_captions(captioned: dict, prompt: str, cfg: AlignmentConfig, models: Any) -> dict:
+    """The judge's half on the output of caption_views: the alignment record of one run (JSON-safe).
+
+    Returns {score, rating, captions, merged_caption, rated_caption, missing_reason, replies, errors,
+    attempts, judge, captioner, num_views, config}. Raises JudgeUnavailableError when the judge never replied.
+    """
     judge = _get(models, "judge")
     if judge is None:
         judge = make_judge(cfg.judge)
-    captions = captioner.caption(frames, cfg.captioner)
-    verdict = judge_alignment(judge, prompt, captions, cfg.judge.max_retries, cfg.judge.merge_max_tokens,
-                              cfg.judge.rating_max_tokens)
+    verdict = judge_alignment(judge, prompt, captioned["captions"], cfg.judge.max_retries, cfg.judge.merge_max_tokens,
+                              cfg.judge.rating_max_tokens, JudgeTemplates.load(cfg.judge.templates))
     return {
         "score": rating_to_score(verdict["rating"]),
         "rating": verdict["rating"],
-        "captions": captions,
+        "captions": captioned["captions"],
         "merged_caption": verdict["merged_caption"],
+        "rated_caption": verdict["rated_caption"],
         "missing_reason": verdict["missing_reason"],
         "replies": verdict["replies"],
         "errors": verdict["errors"],
         "attempts": verdict["attempts"],
         "judge": {**verdict["judge"], "max_retries": cfg.judge.max_retries},
-        "captioner": captioner.describe(cfg.captioner),
-        "num_views": int(frames.shape[0]),
+        "captioner": captioned["captioner"],
+        "num_views": captioned["num_views"],
         "config": asdict(cfg),
     }
+
+
+def score_alignment(images: Any, prompt: str, cfg: AlignmentConfig, models: Any) -> dict:
+    """Caption the views, merge, rate: caption_views then judge_captions (see those)."""
+    return judge_captions(caption_views(images, cfg, models), prompt, cfg, models)

@@ -50,7 +50,9 @@ class CaptionerConfig:
     length_penalty: float = 1.0  # LAVIS default
     temperature: float = 1.0  # LAVIS default
     seed: int = 0  # ours: T3Bench is unseeded
-    cuda_dtype: str = "bfloat16"  # Flan-T5 overflows in float16
+    # auto = bfloat16 on CUDA (BLIP-2 FlanT5-XXL: ~12.2B parameters, ~24 GB; ~49 GB in float32), float32
+    # on CPU; or float32 / bfloat16 / float16 (Flan-T5 overflows in float16)
+    dtype: str = "auto"
 
 
 def to_uint8_images(images: Any) -> np.ndarray:
@@ -90,8 +92,8 @@ class Captioner:
         return cls(model, processor, {"path": str(folder), **(record or {})})
 
     def describe(self, cfg: CaptionerConfig) -> dict:
-        settings = {k: v for k, v in asdict(cfg).items() if k not in ("model_id", "revision", "path", "cuda_dtype")}
-        return {**self.record, "settings": settings}
+        settings = {k: v for k, v in asdict(cfg).items() if k not in ("model_id", "revision", "path")}
+        return {**self.record, "dtype": str(self.model.dtype).replace("torch.", ""), "settings": settings}
 
     def caption(self, images: Any, cfg: CaptionerConfig) -> list[str]:
         """One caption per view: images [V, H, W, 3] uint8 or float in [0, 1] -> V strings."""

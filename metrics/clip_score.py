@@ -1,8 +1,11 @@
 """CLIP score with open_clip: mean over views of the raw cosine(image, text).
 
 The released AnchorDS `utils/clip_metrics.py` uses OpenAI's ViT-L/14; here that is open_clip
-`ViT-L-14` with pretrained tag `openai` (the same weights; open_clip applies QuickGELU for that
-tag). The score is the raw cosine (like the paper's 0.33), not CLIPScore's 2.5 * max(cos, 0) and
+`ViT-L-14-quickgelu` with pretrained tag `openai`. OpenAI trained its CLIPs with QuickGELU
+(x * sigmoid(1.702 x)); open_clip's plain `ViT-L-14` config builds exact GELU and only warns when
+the OpenAI weights are loaded into it, which silently shifts every cosine. The model set says
+`quick_gelu: true` and the loader passes it on as open_clip's `force_quick_gelu` on both routes
+(tag and local folder), and refuses OpenAI weights without it. The score is the raw cosine (like the paper's 0.33), not CLIPScore's 2.5 * max(cos, 0) and
 not x100. Model name and pretrained tag are recorded with every score.
 
 Real weights are loaded by tag (`create_model_and_transforms(model, pretrained=tag)`), which
@@ -66,20 +69,31 @@ class ClipScorer:
         return cosine_scores(self.encode_images(images), self.encode_text(prompt)).cpu()
 
 
+# pretrained tags whose weights were trained with QuickGELU (open_clip's `-quickgelu` configs)
+QUICK_GELU_TAGS = ("openai",)
+
+
 def load_clip(model_name: str, pretrained: Optional[str], folder: Optional[Path], device: torch.device,
-              info: Optional[dict] = None) -> ClipScorer:
-    """open_clip model by name + pretrained tag, or from a `local-dir:` folder when `folder` is given."""
+              info: Optional[dict] = None, quick_gelu: bool = False) -> ClipScorer:
+    """open_clip model by name + pretrained tag, or from a `local-dir:` folder when `folder` is given.
+
+    `quick_gelu` becomes open_clip's `force_quick_gelu` (the activation the weights were trained with).
+    """
     import open_clip
 
+    if pretrained in QUICK_GELU_TAGS and not quick_gelu:
+        raise ValueError(f"CLIP {model_name}/{pretrained}: the OpenAI weights need QuickGELU; "
+                         f"set `quick_gelu: true` in the model set's clip section")
     if folder is not None:
         name = f"local-dir:{folder}"
-        model, _, preprocess = open_clip.create_model_and_transforms(name, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(name, device=device, force_quick_gelu=quick_gelu)
         tokenizer = open_clip.get_tokenizer(name)
     else:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device,
+                                                                     force_quick_gelu=quick_gelu)
         tokenizer = open_clip.get_tokenizer(model_name)
     model.eval().requires_grad_(False)
-    record = {"model": model_name, "pretrained": pretrained, **(info or {})}
+    record = {"model": model_name, "pretrained": pretrained, "quick_gelu": bool(quick_gelu), **(info or {})}
     return ClipScorer(model=model, preprocess=preprocess, tokenizer=tokenizer, device=torch.device(device), info=record)
 
 

@@ -133,6 +133,9 @@ class EvalConfig:
 
     models: str = "t3bench"  # metric model set (metrics/model_sets/<name>.yaml) or a yaml path
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # what is rendered: the run's Gaussians (ours), or a mesh exported from them and rendered as
+    # T3Bench renders meshes (metrics.mesh_render). Each source has its own metrics file.
+    source: Literal["gaussians", "mesh"] = "gaussians"
     quality: QualityConfig = field(default_factory=QualityConfig)
     alignment_views: AlignmentViewsConfig = field(default_factory=AlignmentViewsConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)  # captioner + judge

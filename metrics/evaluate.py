@@ -55,6 +55,18 @@ from metrics.config import STAGES, T3BENCH_STAGES, EvalConfig
 from metrics.normalize import normalize_gaussians
 
 METRICS_FILE = "metrics.json"
+# per source (EvalConfig.source): the scores and the kept captions of each way of looking at a run
+METRICS_FILES = {"gaussians": METRICS_FILE, "mesh": "metrics_mesh.json"}
+CAPTIONS_FILES = {"gaussians": "alignment_captions.json", "mesh": "alignment_captions_mesh.json"}
+
+
+def metrics_file(cfg_or_source) -> str:
+    """The metrics file name of an EvalConfig's source (or of a source name)."""
+    return METRICS_FILES[getattr(cfg_or_source, "source", cfg_or_source)]
+
+
+def captions_file(cfg: EvalConfig) -> str:
+    return CAPTIONS_FILES[cfg.source]
 FORMAT_VERSION = 1
 STATE_DONE = "done"
 STATE_NOT_AVAILABLE = "not-available"
@@ -140,7 +152,7 @@ def pending_stages(run_dir: Path, cfg: EvalConfig, set_name: str, stages: Iterab
 # Stages
 
 
-def _stage_quality(gaussians, prompt: str, cfg: EvalConfig, models) -> dict:
+def _stage_quality(gaussians, prompt: str, cfg: EvalConfig, models, run_dir: Path) -> dict:
     from metrics.quality import evaluate_quality
 
     result = evaluate_quality(gaussians, prompt, cfg.quality, cfg.render, models.image_reward)
@@ -148,7 +160,7 @@ def _stage_quality(gaussians, prompt: str, cfg: EvalConfig, models) -> dict:
     return result
 
 
-def _stage_clip(gaussians, prompt: str, cfg: EvalConfig, models) -> dict:
+def _stage_clip(gaussians, prompt: str, cfg: EvalConfig, models, run_dir: Path) -> dict:
     t = time.perf_counter()
     images = render_views(gaussians, clip_cameras(cfg.clip), cfg.render, cfg.clip.background, cfg.clip.render_batch)
     render_s = time.perf_counter() - t
@@ -163,28 +175,48 @@ def _stage_clip(gaussians, prompt: str, cfg: EvalConfig, models) -> dict:
     }
 
 
-def _stage_alignment(gaussians, prompt: str, cfg: EvalConfig, models) -> dict:
+def _cached_captions(path: Path, key: dict) -> Optional[dict]:
+    """The captions kept for this run when they were made by the same captioner, settings and views."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("key") == key and isinstance(data.get("captions"), list) else None
+
+
+def _stage_alignment(gaussians, prompt: str, cfg: EvalConfig, models, run_dir: Path) -> dict:
+    """Render, caption (kept in the source's CAPTIONS_FILES), then judge: a judge failure never costs a new captioning."""
     reason = getattr(models, "unavailable", {}).get("alignment")
     if reason is not None:
         return {"status": STATE_NOT_AVAILABLE, "reason": reason}
-    from metrics.alignment import score_alignment
+    from metrics.alignment import caption_views, judge_captions
     from metrics.judges import JudgeUnavailableError
 
     if models.alignment is None:
         raise UserError("alignment models are not loaded: load_metric_models(..., stages including 'alignment')")
     views = cfg.alignment_views
-    t = time.perf_counter()
-    images = render_views(gaussians, alignment_cameras(views), cfg.render, views.background, views.render_batch)
-    render_s = time.perf_counter() - t
+    key = {"captioner": models.alignment.captioner.describe(cfg.alignment.captioner),
+           "views": stage_settings(cfg, "alignment")["views"], "source": cfg.source}
+    cache = run_dir / captions_file(cfg)
+    timing = {"render_s": 0.0, "caption_s": 0.0}
+    captioned = _cached_captions(cache, key)
+    if captioned is None:
+        t = time.perf_counter()
+        images = render_views(gaussians, alignment_cameras(views), cfg.render, views.background, views.render_batch)
+        timing["render_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        captioned = {"key": key, **caption_views(images, cfg.alignment, models.alignment)}
+        timing["caption_s"] = time.perf_counter() - t
+        atomic_write_json(cache, captioned)
     t = time.perf_counter()
     try:
-        result = dict(score_alignment(images, prompt, cfg.alignment, models.alignment))
-    except JudgeUnavailableError as e:  # endpoint down: no number, tried again on the next call
-        return {"status": STATE_FAILED, "reason": f"judge unavailable: {e}",
-                "timing": {"render_s": render_s, "score_s": time.perf_counter() - t}}
-    timing = dict(result.pop("timing", {}) or {})
-    timing.update(render_s=render_s, score_s=time.perf_counter() - t)
+        result = dict(judge_captions(captioned, prompt, cfg.alignment, models.alignment))
+    except JudgeUnavailableError as e:  # endpoint down: no number, tried again on the next call (captions kept)
+        return {"status": STATE_FAILED, "reason": f"judge unavailable: {e}", "captions_file": cache.name,
+                "timing": {**timing, "judge_s": time.perf_counter() - t}}
+    timing["judge_s"] = time.perf_counter() - t
     result["timing"] = timing
+    result["captions_file"] = cache.name
     result["resolved"] = {k: v for k, v in models.resolved.items() if k in ("captioner", "judge")}
     return result
 
@@ -251,10 +283,8 @@ def evaluate_run(run_dir, cfg: EvalConfig, models, stages: Optional[Iterable[str
             if log is not None:
                 log(f"{run_dir}: {stage} ...")
             t0 = time.perf_counter()
-            if stage in WORLD_FRAME_STAGES:
-                result = _STAGE_FUNCS[stage](raw, status["prompt"], cfg, models, run_dir)
-            else:
-                result = _STAGE_FUNCS[stage](normalized, status["prompt"], cfg, models)
+            scene = raw if stage in WORLD_FRAME_STAGES else normalized
+            result = _STAGE_FUNCS[stage](scene, status["prompt"], cfg, models, run_dir)
             entry = {"status": STATE_DONE, **result}
             entry.update(
                 model_set=models.set_name,

@@ -5,10 +5,13 @@
     result = judge_alignment(judge, prompt, captions, max_retries=2)
     result["rating"]      # int 1-5, or None (missing; replies kept in result["replies"])
 
-T3Bench (run_eval_alignment.py, t3bench-protocol.md section 3) sends two GPT-4 requests at
-temperature 0: a Cap3D-style merge of the per-view captions, then a rating of how well the merged
-caption recalls the prompt, and parses the reply with `np.round(float(reply))`, which crashes on
-anything but a bare number. Here a reply without a usable rating is retried (a fresh request,
+T3Bench (run_caption.py, run_eval_alignment.py) sends two GPT-4 requests at temperature 0, each
+one user message with no system message: a Cap3D-style merge of the per-view captions, then a
+rating of how well the merged caption (after its `process_text` clean-up) recalls the prompt, and
+parses the reply with `np.round(float(reply))`, which crashes on anything but a bare number. The
+words are T3Bench's own (prompts/t3bench/judge/, read by JudgeTemplates); another folder with the
+same three files can replace them (`alignment.judge.templates`), and the templates' sha256 is
+recorded with every rating. Here a reply without a usable rating is retried (a fresh request,
 same messages) and, after `max_retries` extra attempts, recorded as missing with every reply
 kept: never a crash and never a default value.
 
@@ -20,6 +23,7 @@ later `make eval` tries again (a dead endpoint is not a judgement about the run)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -31,43 +35,68 @@ from pathlib import Path
 from typing import Any, Optional, Protocol
 
 # ----------------------------------------------------------------------------------------------
-# Prompts
+# Prompts: T3Bench's own judge texts (prompts/t3bench/judge/, see PROVENANCE.md there)
 
-# The merge message is Cap3D's, as T3Bench quotes it (t3bench-protocol.md section 3, step 3).
-MERGE_PREFIX = (
-    "Given a set of descriptions about the same 3D object, distill these descriptions into one "
-    "concise caption. The descriptions are as follows:"
-)
-MERGE_SUFFIX = "Avoid describing background, surface, and posture. The caption should be:"
-
-# RECONSTRUCTION: our wording of T3Bench's rating instructions, written from the protocol
-# description (an "assessment expert" rating *recall* of the prompt by the caption, extra
-# information not penalised, correct colour/feature details raising the score, 1-5, answer in
-# the format `3`). T3Bench's exact text is not copied here, so absolute numbers from a judge
-# may differ slightly from the published GPT-4 ones; re-score every baseline with one judge.
-RATING_INSTRUCTIONS = (
-    "You are an assessment expert. You will be given a text prompt that was used to create a 3D "
-    "object and a caption that describes the object that was created. Evaluate how well the "
-    "caption recalls the prompt: judge only whether the objects, attributes and relations named "
-    "in the prompt appear in the caption. Do not penalise extra information in the caption that "
-    "the prompt does not mention. Correct colour or feature information matching the prompt "
-    "raises the score. Give a score from 1 (the caption recalls nothing of the prompt) to 5 (the "
-    "caption recalls everything in the prompt). Answer with the score only, in the format `3`."
-)
-RATING_TEMPLATE = "Prompt: {prompt}\nCaption: {caption}\nScore:"
+T3BENCH_TEMPLATES = Path(__file__).resolve().parents[1] / "prompts" / "t3bench" / "judge"
+TEMPLATE_FILES = ("merge-prefix.txt", "merge-suffix.txt", "rate-instruction.txt")
 
 
-def merge_messages(captions: list[str]) -> list[dict]:
-    """The merge request: one `view{i}: caption` line per view (i from 0, as T3Bench)."""
-    lines = [MERGE_PREFIX, *(f"view{i}: {c}" for i, c in enumerate(captions)), MERGE_SUFFIX]
-    return [{"role": "user", "content": "\n".join(lines)}]
+@dataclass(frozen=True)
+class JudgeTemplates:
+    """The three judge texts, read byte for byte (no newline added or stripped)."""
+
+    merge_prefix: str
+    merge_suffix: str
+    rate_instruction: str
+    source: str  # "t3bench" for the vendored texts, else the folder they came from
+    sha256: str  # of the three files in TEMPLATE_FILES order: identifies the wording in every record
+
+    @classmethod
+    def load(cls, folder: Optional[str | Path] = None) -> "JudgeTemplates":
+        """The templates in `folder` (the three TEMPLATE_FILES); None = T3Bench's vendored ones."""
+        folder = Path(folder) if folder is not None else T3BENCH_TEMPLATES
+        texts, digest = [], hashlib.sha256()
+        for name in TEMPLATE_FILES:
+            try:
+                raw = (folder / name).read_bytes()
+            except OSError as e:
+                raise ValueError(f"judge templates: cannot read {folder / name} ({e.strerror}); a template folder "
+                                 f"holds {', '.join(TEMPLATE_FILES)}") from None
+            texts.append(raw.decode("utf-8"))
+            digest.update(hashlib.sha256(raw).digest())
+        source = "t3bench" if folder.resolve() == T3BENCH_TEMPLATES.resolve() else str(folder)
+        return cls(*texts, source=source, sha256=digest.hexdigest())
+
+    def describe(self) -> dict:
+        return {"source": self.source, "sha256": self.sha256}
 
 
-def rating_messages(prompt: str, caption: str) -> list[dict]:
-    return [
-        {"role": "system", "content": RATING_INSTRUCTIONS},
-        {"role": "user", "content": RATING_TEMPLATE.format(prompt=prompt, caption=caption)},
-    ]
+def merge_messages(captions: list[str], templates: Optional[JudgeTemplates] = None) -> list[dict]:
+    """T3Bench's merge request: prefix, one `view{i}: caption` line per view (i from 1), suffix; one user message."""
+    t = templates or JudgeTemplates.load()
+    body = "".join(f"view{i}: {c}\n" for i, c in enumerate(captions, start=1))
+    return [{"role": "user", "content": t.merge_prefix + body + t.merge_suffix}]
+
+
+def clean_caption(text: str) -> Optional[str]:
+    """T3Bench's `process_text` on the merged caption (after stripping surrounding whitespace):
+    drop one trailing '.', then one pair of surrounding double or single quotes, then a trailing
+    '.' again. None when nothing is left (T3Bench would crash on an empty caption)."""
+    text = text.strip()
+    if text.endswith("."):
+        text = text[:-1]
+    for q in ('"', "'"):
+        if len(text) >= 2 and text[0] == q and text[-1] == q:
+            text = text[1:-1]
+    if text.endswith("."):
+        text = text[:-1]
+    return text or None
+
+
+def rating_messages(prompt: str, caption: str, templates: Optional[JudgeTemplates] = None) -> list[dict]:
+    """T3Bench's rating request: the instruction, `Prompt: ...`, newline, `Prediction: <cleaned caption>`; one user message."""
+    t = templates or JudgeTemplates.load()
+    return [{"role": "user", "content": t.rate_instruction + "Prompt: " + prompt + "\n" + "Prediction: " + caption}]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,6 +169,9 @@ class Judge(Protocol):
     def describe(self) -> dict:
         """Everything that identifies this judge and its settings (recorded with every score)."""
 
+    def check(self) -> None:
+        """Raise JudgeUnavailableError when the judge cannot answer (endpoint, key, model)."""
+
 
 class OpenAICompatibleJudge:
     """Any OpenAI-compatible `/chat/completions` endpoint, over plain HTTP (urllib).
@@ -180,6 +212,44 @@ class OpenAICompatibleJudge:
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise JudgeTransportError(f"response is not JSON: {raw[:200]!r}") from e
+
+    def check(self) -> None:
+        """Endpoint, key and model, once before any captioning: JudgeUnavailableError saying which is wrong.
+
+        GET {base_url}/models (every OpenAI-compatible server has it): unreachable -> the endpoint;
+        401/403 -> the key; a model list without `model` -> the model. A server without /models
+        (404) gets one 1-token chat request instead, which checks all three at once.
+        """
+        from urllib.parse import urlparse
+
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if not key and (urlparse(self.base_url).hostname or "").endswith("openai.com"):
+            raise JudgeUnavailableError(f"judge {self.name}: {self.base_url} needs an API key and "
+                                        f"${self.api_key_env or 'OPENAI_API_KEY'} is not set")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        req = urllib.request.Request(f"{self.base_url}/models", headers=headers, method="GET")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                listing = json.loads(resp.read().decode("utf-8"))
+        except urllib.error.HTTPError as e:
+            if e.code in (401, 403):
+                raise JudgeUnavailableError(f"judge {self.name}: {self.base_url} refused the key from "
+                                            f"${self.api_key_env} (HTTP {e.code})") from None
+            if e.code == 404:  # no model listing: one tiny request checks endpoint, key and model
+                try:
+                    self.complete([{"role": "user", "content": "Reply with 1."}], 1)
+                except JudgeTransportError as err:
+                    raise JudgeUnavailableError(f"judge {self.name}: {err}") from None
+                return
+            raise JudgeUnavailableError(f"judge {self.name}: HTTP {e.code} from {self.base_url}/models") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+            raise JudgeUnavailableError(f"judge {self.name}: cannot reach {self.base_url} ({e})") from None
+        except (UnicodeDecodeError, ValueError):
+            listing = {}
+        served = [m.get("id") for m in listing.get("data", []) if isinstance(m, dict)] if isinstance(listing, dict) else []
+        if served and self.model not in served:
+            raise JudgeUnavailableError(f"judge {self.name}: {self.base_url} does not serve model {self.model!r} "
+                                        f"(it serves: {', '.join(map(str, served[:10]))})")
 
     def complete(self, messages: list[dict], max_tokens: int) -> str:
         body = {"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": max_tokens}
@@ -242,7 +312,11 @@ class LocalJudge:
         return cls(model, tokenizer, rec, seed)
 
     def describe(self) -> dict:
-        return {"kind": "local", "name": self.name, "temperature": 0.0, "decoding": "greedy", **self.record}
+        return {"kind": "local", "name": self.name, "temperature": 0.0, "decoding": "greedy",
+                "dtype": str(self.model.dtype).replace("torch.", ""), **self.record}
+
+    def check(self) -> None:
+        """A loaded local judge is ready (its folder and chat template were checked on loading)."""
 
     def complete(self, messages: list[dict], max_tokens: int) -> str:
         import torch
@@ -288,29 +362,29 @@ def _ask(judge: Judge, messages: list[dict], max_tokens: int, tries: int, usable
     return None, log
 
 
-def _merged(reply: str) -> Optional[str]:
-    text = reply.strip().strip('"').strip()
-    return text or None
-
-
 def judge_alignment(judge: Judge, prompt: str, captions: list[str], max_retries: int = 2,
-                    merge_max_tokens: int = 128, rating_max_tokens: int = 16) -> dict:
+                    merge_max_tokens: int = 128, rating_max_tokens: int = 16,
+                    templates: Optional[JudgeTemplates] = None) -> dict:
     """Merge the captions, then rate recall of `prompt`; each step tried 1 + max_retries times.
 
-    Returns {merged_caption, rating (1-5 or None), missing_reason, replies: {merge, rating},
-    errors: {merge, rating}, attempts: {merge, rating}, judge: judge.describe()}.
+    Returns {merged_caption (the merge reply, stripped), rated_caption (after T3Bench's clean-up),
+    rating (1-5 or None), missing_reason, replies: {merge, rating}, errors: {merge, rating},
+    attempts: {merge, rating}, judge: judge.describe() + the templates' source and sha256}.
     Raises JudgeUnavailableError when a step got no reply at all (see the module docstring).
     """
+    templates = templates or JudgeTemplates.load()
     tries = 1 + max(0, int(max_retries))
-    merged, merge_log = _ask(judge, merge_messages(captions), merge_max_tokens, tries, _merged)
-    result = {"merged_caption": merged, "rating": None, "missing_reason": None,
+    rated, merge_log = _ask(judge, merge_messages(captions, templates), merge_max_tokens, tries, clean_caption)
+    merged = next((r.strip() for r in reversed(merge_log.replies) if r is not None), None) if rated else None
+    result = {"merged_caption": merged, "rated_caption": rated, "rating": None, "missing_reason": None,
               "replies": {"merge": merge_log.replies, "rating": []},
               "errors": {"merge": merge_log.errors, "rating": []},
-              "attempts": {"merge": len(merge_log.replies), "rating": 0}, "judge": judge.describe()}
-    if merged is None:
+              "attempts": {"merge": len(merge_log.replies), "rating": 0},
+              "judge": {**judge.describe(), "templates": templates.describe()}}
+    if rated is None:
         result["missing_reason"] = f"merge: no usable caption in {tries} replies"
         return result
-    rating, rating_log = _ask(judge, rating_messages(prompt, merged), rating_max_tokens, tries, parse_rating)
+    rating, rating_log = _ask(judge, rating_messages(prompt, rated, templates), rating_max_tokens, tries, parse_rating)
     result.update(rating=rating)
     result["replies"]["rating"] = rating_log.replies
     result["errors"]["rating"] = rating_log.errors

@@ -10,8 +10,9 @@ A set is a YAML file in `metrics/model_sets/` (or any path). Sections:
     image_reward: {id, revision | path, checkpoint, med_config, tokenizer: {id, revision | path},
                    vision: {BlipVisionConfig kwargs}, max_text_length, reward_mean, reward_std,
                    image_mean, image_std}
-    clip:         {model, pretrained, id, revision}   # real: open_clip tag, hub repo checked+recorded
-                  {model, pretrained, path}           # open_clip local-dir folder (tiny)
+    clip:         {model, pretrained, id, revision, quick_gelu}   # real: open_clip tag, hub repo checked+recorded
+                  {model, pretrained, path, quick_gelu}           # open_clip local-dir folder (tiny)
+                  quick_gelu: the activation the weights were trained with (OpenAI's: true)
     captioner, judge: free-form mappings read by metrics.alignment (not parsed here)
     toybench:     {judge: {path}}   # ToyWorld's judge (generators/models/toy/judge)
     stages:       the stages this set scores by default (default: quality, alignment, clip)
@@ -60,7 +61,7 @@ _TOP_KEYS = {"name", "description", "embedded", "build_seed", "image_reward", "c
 _COMPONENT_KEYS = {"id", "revision", "subfolder", "path", "fetch_files", "build"}
 _IR_KEYS = _COMPONENT_KEYS | {"checkpoint", "med_config", "tokenizer", "vision", "max_text_length", "reward_mean",
                               "reward_std", "image_mean", "image_std"}
-_CLIP_KEYS = _COMPONENT_KEYS | {"model", "pretrained"}
+_CLIP_KEYS = _COMPONENT_KEYS | {"model", "pretrained", "quick_gelu"}
 
 
 @dataclass
@@ -304,11 +305,14 @@ def _load_clip(models: MetricModels) -> None:
         raise UserError(f"metric model set {models.spec.name} ({models.spec.file}) has no 'clip' section")
     folder, record = models.resolve("clip", clip)
     info = {"set": models.spec.name, "id": record["id"], "revision": record["revision"]}
-    if clip.get("path") is not None:  # open_clip local-dir folder
+    if clip.get("path") is not None:  # open_clip local-dir folder; else by tag from the same hub repo in the HF cache
         _need_file(models, "clip", folder, "open_clip_config.json")
-        models.clip = load_clip(clip["model"], clip.get("pretrained"), folder, models.device, info)
-    else:  # by tag: open_clip reads the same hub repo from the HF cache
-        models.clip = load_clip(clip["model"], clip.get("pretrained"), None, models.device, info)
+    quick_gelu = bool(clip.get("quick_gelu", False))
+    try:
+        models.clip = load_clip(clip["model"], clip.get("pretrained"), folder if clip.get("path") is not None else None,
+                                models.device, info, quick_gelu=quick_gelu)
+    except ValueError as e:
+        raise UserError(f"metric model set {models.spec.name} ({models.spec.file}): {e}") from None
 
 
 def _load_alignment(models: MetricModels, alignment_cfg: Any) -> None:
@@ -326,10 +330,18 @@ def _load_alignment(models: MetricModels, alignment_cfg: Any) -> None:
         models.unavailable["alignment"] = "metrics.alignment has no load_alignment_models()"
         return
     cap, judge = models.section("captioner"), models.section("judge")
-    cap_folder = models.resolve("captioner", cap)[0] if cap else None
+    cap_folder, cap_record = models.resolve("captioner", cap) if cap else (None, None)
     judge_kind = getattr(getattr(alignment_cfg, "judge", None), "kind", None)
-    judge_folder = models.resolve("judge", judge)[0] if judge and judge_kind == "local" else None
-    models.alignment = hook(alignment_cfg, str(models.device), captioner_folder=cap_folder, judge_folder=judge_folder)
+    judge_folder, judge_record = models.resolve("judge", judge) if judge and judge_kind == "local" else (None, None)
+    # the set's records name what is loaded from its folders (not the config's model ids)
+    from metrics.judges import JudgeUnavailableError
+
+    try:  # the judge is asked once, here, before the captioner loads and before any captioning
+        models.alignment = hook(alignment_cfg, str(models.device), captioner_folder=cap_folder,
+                                judge_folder=judge_folder, captioner_record=cap_record, judge_record=judge_record,
+                                check=True)
+    except JudgeUnavailableError as e:
+        raise UserError(f"alignment judge not usable, nothing captioned: {e}") from None
 
 
 def _load_toybench(models: MetricModels) -> None:
@@ -404,27 +416,85 @@ def eval_defaults(set_name: str | Path) -> dict:
 # Fetching (the only code here that uses the network; run with HF_HUB_OFFLINE=0)
 
 
-def fetch_weights(set_name: str | Path) -> list[str]:
-    """Download every hub component of a set into the local HF cache; returns what was fetched."""
+# Weight formats: a repo that ships safetensors also ships the same tensors as .bin (pickle); only
+# one format is fetched (BLIP-2 FlanT5-XXL: ~49 GB each). Other frameworks' weights are never fetched.
+PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt")
+OTHER_FRAMEWORKS = (".h5", ".msgpack", ".onnx", ".ot", ".tflite", ".gguf")
+
+
+def hub_listing(repo_id: str, revision: str) -> list[tuple[str, int]]:
+    """(path, size in bytes) of every file of a hub repo at a revision (network)."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    return [(f.rfilename, int(f.size or 0)) for f in info.siblings or []]
+
+
+def choose_files(listing: list[tuple[str, int]], wanted: Optional[list[str]]) -> list[tuple[str, int]]:
+    """The files to fetch: `wanted` (the set's fetch_files) when given, else every file in one weight
+    format: safetensors where the repo has them (its .bin twins and their index dropped)."""
+    if wanted:
+        have = dict(listing)
+        missing = [w for w in wanted if w not in have]
+        if missing:
+            raise UserError(f"not in the repository: {', '.join(missing)}")
+        return [(w, have[w]) for w in wanted]
+    files = [(p, n) for p, n in listing if not p.endswith(OTHER_FRAMEWORKS)]
+    if any(p.endswith(".safetensors") for p, _ in files):
+        files = [(p, n) for p, n in files if not p.endswith(PICKLE_WEIGHTS) and not p.endswith(".bin.index.json")]
+    return files
+
+
+def _hub_parts(spec: MetricSetSpec) -> list[tuple[str, dict]]:
+    """(name, section) of every hub component of a set, nested ones included."""
+    out = []
+    for key, value in spec.raw.items():
+        if not isinstance(value, dict):
+            continue
+        for name, part in [(key, value)] + [(f"{key}.{k}", v) for k, v in value.items() if isinstance(v, dict)]:
+            if part.get("id") is not None and part.get("path") is None:
+                out.append((name, part))
+    return out
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def fetch_weights(set_name: str | Path, dry_run: bool = False, log=lambda m: print(m, file=sys.stderr)) -> list[str]:
+    """Download every hub component of a set into the local HF cache; returns what was fetched.
+
+    First lists every component's files (one weight format) and prints their total size, then
+    fetches exactly those files. dry_run: list and print only.
+    """
     from huggingface_hub import snapshot_download
 
     from generators.models.loader import hub_cache_dir
 
     spec = load_set_spec(set_name)
+    plan = []
+    for name, part in _hub_parts(spec):
+        revision = str(part.get("revision", "main"))
+        try:
+            files = choose_files(hub_listing(part["id"], revision), part.get("fetch_files"))
+        except UserError as e:
+            raise UserError(f"'{name}' ({part['id']}@{revision}): {e}") from None
+        except Exception as e:  # offline, unknown id, bad revision, network: one clear message
+            raise UserError(f"cannot list {part['id']} for '{name}' (needs hub access, HF_HUB_OFFLINE=0): "
+                            f"{type(e).__name__}: {e}") from e
+        plan.append((name, part["id"], revision, files))
+        log(f"[metrics] {name}: {part['id']}@{revision}: {len(files)} files, {_gb(sum(n for _, n in files))}")
+    log(f"[metrics] total download for metric set {spec.name}: {_gb(sum(n for *_, f in plan for _, n in f))} "
+        f"(files already in the cache are not fetched again)")
     done = []
-    for key, value in spec.raw.items():
-        if not isinstance(value, dict):
+    for name, repo_id, revision, files in plan:
+        if dry_run:
             continue
-        parts = [(key, value)] + [(f"{key}.{k}", v) for k, v in value.items() if isinstance(v, dict)]
-        for name, part in parts:
-            if part.get("id") is None or part.get("path") is not None:
-                continue
-            print(f"[metrics] fetching {part['id']} (revision {part.get('revision', 'main')}) for '{name}'", file=sys.stderr)
-            try:
-                snapshot_download(part["id"], revision=str(part.get("revision", "main")), cache_dir=hub_cache_dir(),
-                                  allow_patterns=part.get("fetch_files"))
-            except Exception as e:  # offline, unknown id, bad revision, network: one clear message
-                raise UserError(f"cannot fetch {part['id']} for '{name}' (needs hub access, HF_HUB_OFFLINE=0): "
-                                f"{type(e).__name__}: {e}") from e
-            done.append(f"{name}: {part['id']}")
+        log(f"[metrics] fetching {repo_id} (revision {revision}) for '{name}'")
+        try:
+            snapshot_download(repo_id, revision=revision, cache_dir=hub_cache_dir(), allow_patterns=[p for p, _ in files])
+        except Exception as e:  # offline, unknown id, bad revision, network: one clear message
+            raise UserError(f"cannot fetch {repo_id} for '{name}' (needs hub access, HF_HUB_OFFLINE=0): "
+                            f"{type(e).__name__}: {e}") from e
+        done.append(f"{name}: {repo_id}")
     return done

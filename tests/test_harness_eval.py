@@ -305,3 +305,22 @@ def test_eval_through_slurm_array_tasks(tmp_path, monkeypatch):
     assert not specs[2].run_dir(results).exists()
     (folder,) = (results / "ev" / "submitit").iterdir()  # one array, for the two generated runs
     assert len(list(folder.glob("*_result.pkl"))) == 2
+
+
+def test_a_judge_without_key_stops_eval_before_any_captioning(tmp_path, capsys, monkeypatch):
+    import metrics.captioner
+
+    job = _job(tmp_path, ["a red apple"])
+    results = tmp_path / "results"
+    (spec,) = plan_job(load_job(job))
+    _finish(spec.run_dir(results), spec.prompt)
+    before = sorted(p.name for p in spec.run_dir(results).iterdir())
+    monkeypatch.delenv("T3B_TEST_NO_KEY", raising=False)
+    monkeypatch.setattr(metrics.captioner.Captioner, "from_folder",
+                        classmethod(lambda *a, **k: (_ for _ in ()).throw(AssertionError("captioner loaded"))))
+    code = main(["eval", str(job), "--results", str(results), "--models", "tiny", "--stages", "alignment",
+                 "--set", "alignment.judge.kind=openai", "--set", "alignment.judge.api_key_env=T3B_TEST_NO_KEY",
+                 "--set", "alignment.judge.base_url=https://api.openai.com/v1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "$T3B_TEST_NO_KEY is not set" in err and "nothing submitted" in err
+    assert sorted(p.name for p in spec.run_dir(results).iterdir()) == before

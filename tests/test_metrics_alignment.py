@@ -97,3 +97,89 @@ def test_missing_real_weights_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(MissingWeightsError, match="Salesforce/blip2-flan-t5-xxl"):
         load_alignment_models(AlignmentConfig())
+
+
+# ----------------------------------------------------------------------------------------------
+# dtypes: the config's dtype reaches from_pretrained (BLIP-2 XXL and a 7B judge: bf16 on CUDA)
+
+
+def test_resolve_dtype():
+    import torch
+
+    from metrics.alignment import resolve_dtype
+
+    assert resolve_dtype("auto", "cuda") == torch.bfloat16 and resolve_dtype("auto", "cuda:1") == torch.bfloat16
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("float16", "cpu") == torch.float16
+    with pytest.raises(ValueError, match="dtype"):
+        resolve_dtype("int8", "cpu")
+
+
+def _spy_from_pretrained(monkeypatch, cls):
+    seen = []
+    original = cls.from_pretrained.__func__
+
+    def spy(klass, *args, **kwargs):
+        seen.append(kwargs.get("dtype"))
+        return original(klass, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    return seen
+
+
+def test_captioner_and_local_judge_load_in_the_configured_dtype(tiny_captioner_dir, tmp_path, monkeypatch, views):
+    import torch
+    from transformers import AutoModelForCausalLM, Blip2ForConditionalGeneration
+
+    from metrics.alignment import JudgeConfig
+    from metrics.judges import build_tiny_judge
+
+    judge_dir = build_tiny_judge(tmp_path / "judge", seed=0)
+    cap_seen = _spy_from_pretrained(monkeypatch, Blip2ForConditionalGeneration)
+    judge_seen = _spy_from_pretrained(monkeypatch, AutoModelForCausalLM)
+    cfg = AlignmentConfig(captioner=CaptionerConfig(max_new_tokens=4, dtype="bfloat16"),
+                          judge=JudgeConfig(kind="local", model="tiny", dtype="bfloat16"))
+    models = load_alignment_models(cfg, "cpu", captioner_folder=tiny_captioner_dir, judge_folder=judge_dir)
+    assert cap_seen == [torch.bfloat16] and judge_seen == [torch.bfloat16]
+    assert models.captioner.model.dtype == torch.bfloat16 and models.judge.model.dtype == torch.bfloat16
+    assert len(models.captioner.caption(views[:1], cfg.captioner)) == 1  # bf16 runs on CPU too
+    assert models.captioner.describe(cfg.captioner)["dtype"] == "bfloat16"
+    # auto on the CPU: float32
+    cap_seen.clear()
+    load_alignment_models(AlignmentConfig(), "cpu", captioner_folder=tiny_captioner_dir)
+    assert cap_seen == [torch.float32]
+
+
+def test_auto_dtype_on_cuda_asks_for_bfloat16(tiny_captioner_dir, monkeypatch):
+    """No GPU here: the model's .to('cuda') is stubbed; what matters is the dtype asked of from_pretrained."""
+    import torch
+    from transformers import Blip2ForConditionalGeneration
+
+    seen = _spy_from_pretrained(monkeypatch, Blip2ForConditionalGeneration)
+    monkeypatch.setattr(Blip2ForConditionalGeneration, "to", lambda self, *a, **k: self)
+    load_alignment_models(AlignmentConfig(), "cuda", captioner_folder=tiny_captioner_dir)
+    assert seen == [torch.bfloat16]
+
+
+# ----------------------------------------------------------------------------------------------
+# the captioner is recorded as what the model set loaded, not as the config's id
+
+
+def test_captioner_recorded_under_the_model_sets_id(tiny_captioner_dir, tmp_path, monkeypatch):
+    import yaml
+
+    from metrics.judges import OpenAICompatibleJudge
+
+    monkeypatch.setattr(OpenAICompatibleJudge, "check", lambda self: None)  # no endpoint here
+
+    from metrics.config import eval_config_from_dict
+    from metrics.models import load_metric_models
+
+    set_file = tmp_path / "custom.yaml"
+    set_file.write_text(yaml.safe_dump({"name": "custom", "captioner": {"path": str(tiny_captioner_dir)}}))
+    cfg = eval_config_from_dict({"alignment": {"judge": {"kind": "openai", "model": "x"},
+                                               "captioner": {"model_id": "another/captioner-named-by-a-setting"}}})
+    models = load_metric_models(set_file, ("alignment",), "cpu", cfg)
+    record = models.alignment.captioner.describe(cfg.alignment.captioner)
+    assert record["path"] == str(tiny_captioner_dir)
+    assert record["id"] != "another/captioner-named-by-a-setting"

@@ -78,3 +78,38 @@ def test_clip_views():
 def test_load_clip_local_dir_requires_config(tmp_path):
     with pytest.raises(Exception, match="config"):
         load_clip("tiny-clip", None, tmp_path, torch.device("cpu"))
+
+
+def _activations(model) -> set:
+    return {type(m).__name__ for m in model.modules() if type(m).__name__ in ("GELU", "QuickGELU")}
+
+
+def test_loader_builds_quick_gelu_as_the_model_set_says(tiny_clip):
+    # the tiny set says quick_gelu: true, like the real set (OpenAI ViT-L/14 was trained with QuickGELU)
+    assert _activations(tiny_clip.model) == {"QuickGELU"}
+    assert tiny_clip.info["quick_gelu"] is True
+
+
+def test_real_set_asks_for_quick_gelu_and_the_loader_passes_it(monkeypatch):
+    import open_clip
+
+    from metrics.models import load_set_spec
+
+    clip = load_set_spec("t3bench").section("clip")
+    assert clip["pretrained"] == "openai" and clip["quick_gelu"] is True
+    assert clip["model"] == "ViT-L-14-quickgelu"
+    seen = {}
+
+    def fake_create(name, pretrained=None, device="cpu", force_quick_gelu=False, **kw):
+        seen.update(name=name, pretrained=pretrained, force_quick_gelu=force_quick_gelu)
+        raise RuntimeError("stop before any weights")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake_create)
+    with pytest.raises(RuntimeError, match="stop"):
+        load_clip(clip["model"], clip["pretrained"], None, torch.device("cpu"), quick_gelu=clip["quick_gelu"])
+    assert seen == {"name": "ViT-L-14-quickgelu", "pretrained": "openai", "force_quick_gelu": True}
+
+
+def test_openai_weights_without_quick_gelu_are_refused():
+    with pytest.raises(ValueError, match="QuickGELU"):
+        load_clip("ViT-L-14", "openai", None, torch.device("cpu"))

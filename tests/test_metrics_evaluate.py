@@ -44,15 +44,32 @@ def make_run(folder: Path, state: str = "done", prompt: str = "a red apple on a 
     return folder
 
 
+class _StubCaptioner:
+    def describe(self, cfg):
+        return {"id": "stub-captioner", "settings": {"seed": cfg.seed}}
+
+
+class _StubAlignmentModels:
+    captioner = _StubCaptioner()
+
+
 class StubAlignment:
-    """Stands in for metrics.alignment.score_alignment (tested by its owner): records its inputs."""
+    """Stands in for metrics.alignment's two halves (tested by their owner): records their inputs."""
 
     def __init__(self):
-        self.calls = []
+        self.calls = []  # caption_views calls: (images, cfg, models)
+        self.judged = []  # judge_captions calls: (captioned, prompt)
+        self.judge_error = None
 
-    def __call__(self, images, prompt, cfg, models):
-        self.calls.append((images, prompt, cfg, models))
-        return {"score": 62.5, "rating": 3.5, "captions": ["x"] * len(images)}
+    def caption_views(self, images, cfg, models):
+        self.calls.append((images, cfg, models))
+        return {"captions": ["x"] * len(images), "captioner": {"id": "stub-captioner"}, "num_views": len(images)}
+
+    def judge_captions(self, captioned, prompt, cfg, models):
+        self.judged.append((captioned, prompt))
+        if self.judge_error is not None:
+            raise self.judge_error
+        return {"score": 62.5, "rating": 3.5, "captions": captioned["captions"]}
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +82,9 @@ def stub(monkeypatch, models):
     import metrics.alignment
 
     fake = StubAlignment()
-    monkeypatch.setattr(metrics.alignment, "score_alignment", fake)
-    monkeypatch.setattr(models, "alignment", object())  # "loaded" alignment models
+    monkeypatch.setattr(metrics.alignment, "caption_views", fake.caption_views)
+    monkeypatch.setattr(metrics.alignment, "judge_captions", fake.judge_captions)
+    monkeypatch.setattr(models, "alignment", _StubAlignmentModels())  # "loaded" alignment models
     return fake
 
 
@@ -103,9 +121,9 @@ def test_evaluate_run_writes_every_stage_and_resumes(tmp_path, models, stub, mon
 
     a = on_disk["alignment"]
     assert a["status"] == "done" and a["score"] == 62.5 and a["settings"]["views"]["width"] == 16
-    images, prompt, acfg, amodels = stub.calls[0]
+    images, acfg, amodels = stub.calls[0]
     assert images.dtype == np.uint8 and images.shape == (12, 16, 16, 3)
-    assert prompt == "a red apple on a table" and amodels is models.alignment and acfg is cfg.alignment
+    assert stub.judged[0][1] == "a red apple on a table" and amodels is models.alignment and acfg is cfg.alignment
 
     assert on_disk["normalization"]["scale"] > 0 and on_disk["run"]["prompt"] == "a red apple on a table"
     np.testing.assert_allclose(on_disk["normalization"]["center"], [1.0, -2.0, 0.5], atol=0.2)
@@ -139,6 +157,24 @@ def test_changed_settings_need_force(tmp_path, models, stub):
     assert redone["clip"]["settings"]["elevation_deg"] == 30.0
     # batch sizes change no number: no mismatch
     evaluate_run(run, small_cfg(clip={"elevation_deg": 30.0, "render_batch": 1}), models, stages=("clip",))
+
+
+def test_a_judge_failure_keeps_the_captions(tmp_path, models, stub):
+    from metrics.judges import JudgeUnavailableError
+
+    run = make_run(tmp_path / "run")
+    cfg = small_cfg()
+    stub.judge_error = JudgeUnavailableError("endpoint down")
+    failed = evaluate_run(run, cfg, models, stages=("alignment",))["alignment"]
+    assert failed["status"] == "failed" and "endpoint down" in failed["reason"]
+    kept = json.loads((run / "alignment_captions.json").read_text())
+    assert kept["captions"] == ["x"] * 12 and len(stub.calls) == 1
+    stub.judge_error = None  # the judge is back: judged from the kept captions, nothing re-captioned
+    done = evaluate_run(run, cfg, models, stages=("alignment",))["alignment"]
+    assert done["status"] == "done" and done["score"] == 62.5 and len(stub.calls) == 1 and len(stub.judged) == 2
+    # other caption settings: the kept captions do not fit, so the views are captioned again
+    evaluate_run(run, small_cfg(alignment={"captioner": {"seed": 5}}), models, stages=("alignment",), force=True)
+    assert len(stub.calls) == 2
 
 
 def test_alignment_not_available_is_recorded_and_retried(tmp_path, models, monkeypatch):

@@ -13,13 +13,15 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from metrics.judges import (
-    MERGE_PREFIX,
+    JudgeTemplates,
     JudgeUnavailableError,
     JudgeTransportError,
     OpenAICompatibleJudge,
     judge_alignment,
+    clean_caption,
     merge_messages,
     parse_rating,
+    rating_messages,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -161,10 +163,89 @@ def test_transport_failures_only_raise_unavailable():
         judge_alignment(judge, "a cat", ["a cat"] * 12, max_retries=2)
 
 
-def test_merge_message_lists_every_view():
-    msg = merge_messages(["a", "b: with colon", "c"])[0]["content"]
-    assert msg.startswith(MERGE_PREFIX)
-    assert "\nview0: a\nview1: b: with colon\nview2: c\n" in msg
+# T3Bench's judge texts, byte for byte (THU-LYJ-Lab/T3Bench@6367462: run_caption.py, run_eval_alignment.py)
+T3BENCH_MERGE_PREFIX = ("Given a set of descriptions about the same 3D object, distill these descriptions into one "
+                        "concise caption. The descriptions are as follows:\n\n")
+T3BENCH_MERGE_SUFFIX = "\nAvoid describing background, surface, and posture. The caption should be:"
+T3BENCH_RATE = (
+    "You are an assessment expert responsible for prompt-prediction pairs. Your task is to score the prediction "
+    "according to the following requirements:\n\n"
+    "    1. Evaluate the recall, or how well the prediction covers the information in the prompt. If the prediction "
+    "contains information that does not appear in the prompt, it should not be considered as bad.\n"
+    "    2. If the prediction contains correct information about color or features in the prompt, you should also "
+    "consider raising your score.\n"
+    "    3. Assign a score between 1 and 5, with 5 being the highest. Do not provide a complete answer; give the "
+    "score in the format: 3\n\n    "
+)
+VENDORED_SHA256 = {
+    "merge-prefix.txt": "32641d9456645a73dc402531fdb673363bcd9a8d6b8befa48e707d8b0feced53",
+    "merge-suffix.txt": "bff5e1632da0738e6bde282d2f6d879ec4f66d8c06dc4570096172af1308ac16",
+    "rate-instruction.txt": "adfd6872431d9f51b2b374dac448e59430267a35ccda8f7548ac759eedc8e681",
+}
+
+
+def test_vendored_judge_texts_are_t3benchs_bytes():
+    import hashlib
+
+    from metrics.judges import T3BENCH_TEMPLATES
+
+    for name, digest in VENDORED_SHA256.items():
+        assert hashlib.sha256((T3BENCH_TEMPLATES / name).read_bytes()).hexdigest() == digest, name
+    t = JudgeTemplates.load()
+    assert (t.merge_prefix, t.merge_suffix, t.rate_instruction) == (T3BENCH_MERGE_PREFIX, T3BENCH_MERGE_SUFFIX, T3BENCH_RATE)
+    assert t.source == "t3bench"
+
+
+def test_merge_message_is_t3benchs_bytes():
+    captions = [f"cap {i}" for i in range(11)] + ["b: with colon"]
+    messages = merge_messages(captions)
+    expected = T3BENCH_MERGE_PREFIX
+    for i, c in enumerate(captions):  # as run_caption.py: f'view{idx+1}: ' + txt + '\n'
+        expected += f"view{i + 1}: " + c + "\n"
+    expected += T3BENCH_MERGE_SUFFIX
+    assert messages == [{"role": "user", "content": expected}]  # one user message, no system message
+    assert messages[0]["content"].encode("utf-8") == expected.encode("utf-8")
+    assert "view1: cap 0\n" in expected and "view0" not in expected
+
+
+def test_rating_message_is_t3benchs_bytes():
+    messages = rating_messages("A red apple", "an apple")
+    assert messages == [{"role": "user", "content": T3BENCH_RATE + "Prompt: A red apple\nPrediction: an apple"}]
+
+
+@pytest.mark.parametrize("raw, cleaned", [
+    ("A red apple.", "A red apple"),
+    ('"A red apple."', "A red apple"),   # quotes after the first '.', then the second '.'
+    ("'A red apple'.", "A red apple"),
+    ("  A red apple. \n", "A red apple"),
+    ("A red apple", "A red apple"),
+    ("A red apple..", "A red apple"),    # two dots: T3Bench drops one, then one more
+    ('"', '"'),                          # a lone quote is no pair
+    ("", None), (" . ", None),
+])
+def test_caption_clean_up_is_t3benchs_process_text(raw, cleaned):
+    assert clean_caption(raw) == cleaned
+
+
+def test_rating_request_uses_the_cleaned_caption():
+    judge = ScriptedJudge(['"A shiny red apple."', "4"])
+    out = judge_alignment(judge, "a red apple", ["an apple"] * 12, max_retries=0)
+    assert out["merged_caption"] == '"A shiny red apple."' and out["rated_caption"] == "A shiny red apple"
+    assert judge.requests[1][0]["content"].endswith("Prompt: a red apple\nPrediction: A shiny red apple")
+    assert out["judge"]["templates"] == JudgeTemplates.load().describe()
+
+
+def test_other_templates_through_a_folder(tmp_path):
+    (tmp_path / "merge-prefix.txt").write_text("Merge:\n")
+    (tmp_path / "merge-suffix.txt").write_text("End.")
+    (tmp_path / "rate-instruction.txt").write_text("Rate 1-5.\n")
+    t = JudgeTemplates.load(tmp_path)
+    assert merge_messages(["a", "b"], t)[0]["content"] == "Merge:\nview1: a\nview2: b\nEnd."
+    assert rating_messages("p", "c", t)[0]["content"] == "Rate 1-5.\nPrompt: p\nPrediction: c"
+    assert t.source == str(tmp_path) and t.sha256 != JudgeTemplates.load().sha256
+    (tmp_path / "merge-suffix.txt").unlink()
+    with pytest.raises(ValueError, match="merge-suffix.txt"):
+        JudgeTemplates.load(tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -239,7 +320,7 @@ def test_openai_compatible_judge_over_loopback(monkeypatch):
     first = server.requests[0]
     assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer sk-test"
     assert first["body"]["model"] == "gpt-4" and first["body"]["temperature"] == 0
-    assert "view11: cap 11" in first["body"]["messages"][0]["content"]
+    assert "view12: cap 11" in first["body"]["messages"][0]["content"]
     assert out["judge"]["base_url"] == server.url and "sk-test" not in json.dumps(out)
 
 
@@ -277,3 +358,80 @@ def test_tiny_local_judge_junk_replies_are_recorded_missing(tmp_path):
     assert out["rating"] == (parse_rating(out["replies"]["rating"][-1]) if out["replies"]["rating"] else None)
     assert out["judge"]["kind"] == "local" and out["judge"]["path"] == str(folder)
     assert again == judge.complete([{"role": "user", "content": "hi"}], 8)  # greedy: deterministic
+
+
+# ----------------------------------------------------------------------------------------------
+# The judge check (endpoint, key, model), done once before any captioning
+
+
+class _ModelsServer:
+    """Answers GET /v1/models with (status, body) and counts the requests (loopback, one thread)."""
+
+    def __init__(self, status: int, body: dict):
+        outer = self
+        self.requests = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests.append((self.path, self.headers.get("Authorization")))
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.handle_request, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.thread.join(timeout=5)
+        self.httpd.server_close()
+
+
+def _judge(url, model="gpt-4", key_env="T3B_TEST_KEY"):
+    return OpenAICompatibleJudge(url, model, api_key_env=key_env, timeout_s=5, http_retries=0, backoff_s=0.0)
+
+
+def test_check_passes_when_the_model_is_served(monkeypatch):
+    monkeypatch.setenv("T3B_TEST_KEY", "sk-x")
+    with _ModelsServer(200, {"data": [{"id": "gpt-4"}, {"id": "other"}]}) as server:
+        _judge(server.url).check()
+    assert server.requests == [("/v1/models", "Bearer sk-x")]
+
+
+def test_check_names_a_model_the_server_does_not_serve(monkeypatch):
+    with _ModelsServer(200, {"data": [{"id": "qwen2.5-7b-instruct"}]}) as server:
+        with pytest.raises(JudgeUnavailableError, match="does not serve model 'gpt-4'.*qwen2.5-7b-instruct"):
+            _judge(server.url).check()
+
+
+def test_check_names_a_refused_key(monkeypatch):
+    monkeypatch.setenv("T3B_TEST_KEY", "sk-wrong")
+    with _ModelsServer(401, {"error": "bad key"}) as server:
+        with pytest.raises(JudgeUnavailableError, match=r"refused the key from \$T3B_TEST_KEY"):
+            _judge(server.url).check()
+
+
+def test_check_names_a_missing_openai_key_without_any_request(monkeypatch):
+    monkeypatch.delenv("T3B_TEST_KEY", raising=False)
+    with pytest.raises(JudgeUnavailableError, match=r"\$T3B_TEST_KEY is not set"):
+        _judge("https://api.openai.com/v1").check()
+
+
+def test_check_names_an_unreachable_endpoint():
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # a free port: nothing listens there
+    with pytest.raises(JudgeUnavailableError, match="cannot reach"):
+        _judge(f"http://127.0.0.1:{port}/v1", key_env="").check()

@@ -100,35 +100,44 @@ def test_report_tables_counts_and_gaps(job):
     assert cn[("single", 0)] == "failed" and cn[("single", 1)] == "missing"
     assert cn[("surr", 0)] == "unscored" and cn[("multi", 0)] == "partial" and cn[("multi", 1)] == "scored"
 
-    # published rows, clearly marked
-    for label, value in [("SDS (GaussianDreamer)", "29.7"), ("ProlificDreamer", "43.3"),
-                         ("GaussianDreamer (self-reported)", "45.7"), ("AnchorDS (IP-Adapter) + Filter", "32.8")]:
-        line = next(ln for ln in text.splitlines() if label in ln and "published" in ln)
-        assert value in line
-    assert re.search(r"SDS \(DreamFusion\) †.*20\.5", text) and "quality-only" in text
+    # published rows, clearly marked, each in the table of its own metric
+    quality_part = text.split("## T3Bench quality only")[1].split("## T3Bench (Quality + Alignment) / 2")[0]
+    mean_part = text.split("## T3Bench (Quality + Alignment) / 2")[1].split("### Alignment only")[0]
+    for label, value in [("SDS (GaussianDreamer)", "29.7"), ("SDS (DreamFusion)", "20.5")]:
+        line = next(ln for ln in quality_part.splitlines() if label in ln and "published" in ln)
+        assert value in line and label not in mean_part
+    for label, value in [("ProlificDreamer", "43.3"), ("GaussianDreamer (self-reported)", "45.7")]:
+        line = next(ln for ln in mean_part.splitlines() if label in ln and "published" in ln)
+        assert value in line and label not in quality_part
+    assert "AnchorDS (IP-Adapter) + Filter" in next(ln for ln in text.split("## Ablation")[1].splitlines()
+                                                    if "32.8" in ln and "published" in ln)
+    assert "judge `scripted-judge`, captioner `tiny-captioner`" in text.split("## T3Bench quality only")[1].split("\n")[0]
 
-    # our rows: means from the known inputs, with counts
+    # our rows: means from the known inputs, with counts, on the metric of the table they are in
+    def q_all(t):
+        return np.mean([np.mean([v[0] for v in t[c]]) for c in CATS])
+
+    sds_q = next(ln for ln in quality_part.splitlines() if ln.startswith("| **sds**") and "ours" in ln)
+    assert f"{q_all(SDS):.1f} (n=6/6)" in sds_q and f"{np.mean([50.0, 60.0]):.1f} (n=2/2)" in sds_q
     sds_all = np.mean([_expected_avg(SDS[c]) for c in CATS])
-    ipa_all = np.mean([_expected_avg(IPA[c]) for c in CATS])
-    sds_line = next(ln for ln in text.splitlines() if ln.startswith("| **sds**") and "ours" in ln)
+    sds_line = next(ln for ln in mean_part.splitlines() if ln.startswith("| **sds**") and "ours" in ln)
     assert f"{sds_all:.1f} (n=6/6)" in sds_line
     assert f"{_expected_avg(SDS['single']):.1f} (n=2/2)" in sds_line
     assert f"{_expected_avg(SDS['multi']):.1f} (n=2/2)" in sds_line
-    # ablation: gain of the finetune row over SDS
+    # ablation on the ablation's metric (quality): gain of the finetune row over SDS
     abl = next(ln for ln in text.splitlines() if "**AnchorDS (IP-Adapter) + Finetune**" in ln)
-    assert f"{ipa_all:.1f} (n=6/6)" in abl and f"{ipa_all - sds_all:+.1f}" in abl
+    assert f"{q_all(IPA):.1f} (n=6/6)" in abl and f"{q_all(IPA) - q_all(SDS):+.1f}" in abl
     assert "not in this job" in text  # the ablation's anchords-ipa row has no run here
 
     # the partial method: per-cell counts, no All (a category has no score at all)
-    cn_line = next(ln for ln in text.splitlines() if ln.startswith("| **anchords-cn-filter**") and "ours" in ln)
+    cn_line = next(ln for ln in mean_part.splitlines() if ln.startswith("| **anchords-cn-filter**") and "ours" in ln)
     assert "— (n=0/2)" in cn_line  # single: failed + missing
     assert f"{(45.0 + 75.0) / 2:.1f} (n=1/2)" in cn_line  # surr: one scored of two
-    # multi: quality over both scored runs, alignment over the one rating
-    multi_avg = (np.mean([35.0, 33.0]) + 50.0) / 2
-    assert f"{multi_avg:.1f} (n=1/2)" in cn_line
+    # multi: the one run with both numbers (33.0, rating 3): the mean and its n describe the same run
+    assert f"{(33.0 + 50.0) / 2:.1f} (n=1/2)" in cn_line
     assert cn_line.split("|")[3].strip().startswith("—")  # All is not computed from a partial set
-    quality_lines = [ln for ln in text.split("### Quality")[1].split("###")[0].splitlines() if "anchords-cn-filter" in ln]
-    assert f"{np.mean([35.0, 33.0]):.1f} (n=2/2)" in quality_lines[0]
+    cn_q = next(ln for ln in quality_part.splitlines() if ln.startswith("| **anchords-cn-filter**"))
+    assert f"{np.mean([35.0, 33.0]):.1f} (n=2/2)" in cn_q
 
     # CLIP table
     clip_line = next(ln for ln in text.split("## CLIP")[1].splitlines() if ln.startswith("| **sds**"))
@@ -196,3 +205,41 @@ def test_t3bench_job_has_no_toybench_section(job):
     assert not (results / "paper-table1" / "toybench.parquet").exists()
     df = pd.read_parquet(paths["scores"])
     assert set(df["benchmark"]) == {"t3bench"} and not any(c.startswith("toybench") for c in df.columns)
+
+
+def test_runs_of_different_judges_are_never_pooled(tmp_path):
+    results = tmp_path / "results"
+    specs = []
+    for cat in CATS:
+        for i, (q, r, c) in enumerate(SDS[cat]):
+            spec = _spec("sds", cat, i)
+            _write_run(results, spec, quality=q, rating=r, clip=c)
+            if i == 1:  # the second prompt of each category was rated by another judge
+                m = json.loads((spec.run_dir(results) / "metrics.json").read_text())
+                m["alignment"]["judge"] = {"name": "local:qwen", "kind": "local"}
+                (spec.run_dir(results) / "metrics.json").write_text(json.dumps(m))
+            specs.append(spec)
+    text = build_report("mixed", specs, results)["report"].read_text()
+    titles = [ln for ln in text.splitlines() if ln.startswith("## T3Bench (Quality + Alignment) / 2")]
+    assert len(titles) == 2 and "`scripted-judge`" in titles[0] and "`local:qwen`" in titles[1]
+    for title, i in zip(titles, (0, 1)):
+        part = text.split(title)[1].split("###")[0]
+        line = next(ln for ln in part.splitlines() if ln.startswith("| **sds**"))
+        expected = np.mean([_expected_avg([SDS[c][i]]) for c in CATS])
+        assert f"{expected:.1f} (n=3/3)" in line  # one judge's runs only, n counts exactly them
+
+
+def test_a_reference_without_metric_is_refused(tmp_path):
+    from generators.errors import UserError
+
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump({"source": "s", "table": "t3bench",
+                                                     "rows": [{"label": "A", "all": 1.0}]}))
+    with pytest.raises(UserError, match="needs a 'metric'"):
+        load_references(tmp_path)
+
+
+def test_every_t3bench_reference_row_names_its_metric():
+    refs = {r["short"]: r for r in load_references()}
+    assert refs["anchords-table1"]["metric"] == "quality" and refs["anchords-ablation"]["metric"] == "quality"
+    assert refs["t3bench-leaderboard"]["metric"] == "mean"
+    assert "evidence" in refs["anchords-table1"]
