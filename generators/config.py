@@ -336,6 +336,10 @@ class RunConfig:
     checkpoint_every: int = 100
     log_every: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # numeric precision (generators/precision.py): "auto" = bf16 on CUDA GPUs with native bf16
+    # (Ampere and newer), fp16 with dynamic loss scaling on older ones, fp32 on CPU. Half precision
+    # = frozen networks in that dtype under autocast; what trains keeps fp32 weights.
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     camera: CameraConfig = field(default_factory=CameraConfig)
     init: InitConfig = field(default_factory=InitConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
