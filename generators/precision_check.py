@@ -32,10 +32,13 @@ def _grads(params: dict, scale: float) -> dict[str, Tensor]:
     return {n: p.grad.float() / scale for n, p in params.items() if p.grad is not None}
 
 
-def step_gradients(cfg: RunConfig, models, device: torch.device | str, steps: int = 2) -> list[dict]:
+def step_gradients(cfg: RunConfig, models, device: torch.device | str, steps: int = 2,
+                   loss_scaling: bool = True) -> list[dict]:
     """The first `steps` steps of `cfg` (without densification); per step the gradients backward
     left, unscaled: "latent" [B, c, h, w] (the latent gradient after the view mask), "gaussians"
-    {attribute: grad}, "trainer" {name: grad} of the trainable part (empty when nothing trains)."""
+    {attribute: grad}, "trainer" {name: grad} of the trainable part (empty when nothing trains),
+    and "skipped": whether fp16's loss scaler found an overflow and skipped the step.
+    `loss_scaling=False` switches fp16's scaler off (to show what it prevents)."""
     from generators.gaussians.densify import DensifyState
     from generators.gaussians.optimizer import build_optimizer, update_learning_rates
 
@@ -43,8 +46,8 @@ def step_gradients(cfg: RunConfig, models, device: torch.device | str, steps: in
     precision = resolve_precision(cfg.precision, device)
     guidance = build_guidance(cfg, models)
     g = initial_gaussians(cfg, models, device)
-    state = RunState(0, g, build_optimizer(g, cfg.optim), DensifyState.zeros(len(g), device),
-                     scaler=precision.grad_scaler())
+    scaler = precision.grad_scaler() if loss_scaling else torch.amp.GradScaler(device.type, enabled=False)
+    state = RunState(0, g, build_optimizer(g, cfg.optim), DensifyState.zeros(len(g), device), scaler=scaler)
     background = torch.tensor(cfg.render.background, dtype=torch.float32, device=device)
     records = []
     for step in range(steps):
@@ -57,15 +60,19 @@ def step_gradients(cfg: RunConfig, models, device: torch.device | str, steps: in
             "gaussians": _grads(g.params, 1.0),  # unscaled by backward_step
             "trainer": _grads(guidance.trainer.params, trainer_scale) if guidance.trainer is not None else {},
         })
+        scale = state.scaler.get_scale() if state.scaler.is_enabled() else 1.0
         with torch.no_grad():
             optimizer_step(state, guidance)
+        # fp16: an overflow makes the scaler skip the step and lower its scale
+        records[-1]["skipped"] = state.scaler.is_enabled() and state.scaler.get_scale() < scale
     return records
 
 
-def cosine(a: Tensor, b: Tensor) -> float:
+def cosine(a: Tensor, b: Tensor) -> float | None:
+    """cos(a, b); None when either is all zero or not finite (an fp16 overflow the scaler skips)."""
     a, b = a.double().flatten(), b.double().flatten()
-    denom = a.norm() * b.norm()
-    return float((a @ b) / denom) if denom > 0 else float("nan")
+    value = float((a @ b) / (a.norm() * b.norm()))
+    return value if torch.isfinite(torch.tensor(value)) else None
 
 
 def _concat(grads: dict[str, Tensor], names: list[str]) -> Tensor:
@@ -75,7 +82,7 @@ def _concat(grads: dict[str, Tensor], names: list[str]) -> Tensor:
 def gradient_agreement(reference: dict, other: dict) -> dict:
     """Cosines of one step's gradients (`step_gradients` records) against a reference precision's,
     and the tensors whose gradient is all zero in `other` though not in the reference."""
-    out = {"latent_cosine": cosine(reference["latent"], other["latent"])}
+    out = {"latent_cosine": cosine(reference["latent"], other["latent"]), "skipped": other["skipped"]}
     zeroed = []
     for part in ("gaussians", "trainer"):
         ref, oth = reference[part], other[part]
@@ -99,6 +106,11 @@ TINY_OVERRIDES = {
 }
 
 
+# loss weights that put the per-element gradients of the VAE-encoder backward and of L_rec at
+# ~1e-6 and below, the size estimated for full-size 512 px renders: inside fp16's subnormal range
+SMALL_GRADIENTS = {"loss": {"lambda_sds": 1e-6, "lambda_sparsity": 0.0, "lambda_finetune": 1e-6}}
+
+
 def tiny_config(method: str, precision: str, **extra) -> RunConfig:
     from generators.config import deep_merge
     from generators.methods import resolve_run_config
@@ -107,7 +119,7 @@ def tiny_config(method: str, precision: str, **extra) -> RunConfig:
     return resolve_run_config(method, prompt="a red apple", seed=0, models="tiny", overrides=overrides)
 
 
-def tiny_agreement(method: str, precision: str, steps: int = 2, **extra) -> list[dict]:
+def tiny_agreement(method: str, precision: str, steps: int = 2, loss_scaling: bool = True, **extra) -> list[dict]:
     """`gradient_agreement` of `precision` against fp32 at each of the first `steps` steps of
     `method` on the tiny set (CPU), each precision with its own copy of the networks in its dtype."""
     from generators.models.loader import load_models
@@ -118,5 +130,5 @@ def tiny_agreement(method: str, precision: str, steps: int = 2, **extra) -> list
         cfg = tiny_config(method, name, **extra)
         models = load_models("tiny", required_components(cfg), "cpu",
                              dtype=resolve_precision(name, "cpu").weights_dtype)
-        records[name] = step_gradients(cfg, models, "cpu", steps)
+        records[name] = step_gradients(cfg, models, "cpu", steps, loss_scaling)
     return [gradient_agreement(a, b) for a, b in zip(records["fp32"], records[precision])]
