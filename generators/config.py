@@ -145,7 +145,12 @@ class DensifyConfig:
     prune_opacity: float = 0.05
     extent: float = 4.0
     big_prune_after_step: int = 500  # screen- and world-size pruning only when step > this
-    max_screen_radius_px: float = 20.0
+    # "released": GaussianDreamer (as Inria) zeroes the max screen radii inside densification,
+    # just before the prune test, so its screen-size rule never fires (only the world-size rule
+    # does); "collected-radii": test the radii collected since the last densification, what the
+    # rule is meant to do
+    screen_size_prune: Literal["released", "collected-radii"] = "released"
+    max_screen_radius_px: float = 20.0  # "collected-radii" only
     max_world_size_frac: float = 0.1  # of extent
     percent_dense: float = 0.01
     split_n: int = 2
