@@ -116,9 +116,11 @@ def initial_gaussians(cfg: RunConfig, models, device: torch.device) -> Gaussians
 
 
 def sparsity_loss(depth, alpha) -> torch.Tensor:
-    """GaussianDreamer's 'sparsity' term: mean(sqrt(o^2 + 0.01)), o = accumulated depth / its batch max."""
+    """GaussianDreamer's 'sparsity' term: mean(sqrt(o^2 + 0.01)), o = accumulated depth / (its batch
+    max + 1e-5), exactly as GaussianDreamer forms it: the max is not detached, so its gradient
+    also reaches the Gaussians behind the farthest pixel."""
     acc = depth * alpha
-    o = acc / acc.max().detach().clamp_min(1e-8)
+    o = acc / (acc.max() + 1e-5)
     return torch.sqrt(o ** 2 + 0.01).mean()
 
 

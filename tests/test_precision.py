@@ -68,3 +68,4 @@ def test_an_fp16_run_with_a_trainable_part_steps_and_checkpoints_its_loss_scale(
     ckpt = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["scaler"]["scale"] > 0  # the dynamic scale resumes with the run
     assert all(v.dtype == torch.float32 for v in ckpt["trainer"]["params"].values())  # fp32 masters
+
