@@ -43,8 +43,14 @@ class CameraConfig:
     height: int = 1024
     distance_range: tuple[float, float] = (1.5, 4.0)
     elevation_range_deg: tuple[float, float] = (-10.0, 60.0)
-    # "mixed": half the batches uniform in degrees, half uniform on the sphere (GaussianDreamer)
-    elevation_sampling: Literal["mixed", "uniform-degrees", "uniform-sphere"] = "mixed"
+    # half the batches uniform in degrees, half "uniform on the sphere", decided per batch:
+    # "mixed-threestudio" (GaussianDreamer's threestudio code): the sphere half is
+    #   asin(2u - 1), u ~ U[(lo + 90) / 180, (hi + 90) / 180], which covers only
+    #   [asin(lo / 90), asin(hi / 90)] = [-6.4, 41.8] degrees for (-10, 60);
+    # "mixed": the sphere half exactly uniform on the sphere between lo and hi.
+    # "threestudio-sphere" / "uniform-sphere" / "uniform-degrees": one mode for every batch
+    elevation_sampling: Literal["mixed-threestudio", "mixed", "uniform-degrees", "uniform-sphere",
+                                "threestudio-sphere"] = "mixed-threestudio"
     azimuth_range_deg: tuple[float, float] = (-180.0, 180.0)
     azimuth_stratified: bool = True  # one azimuth per stratum of the batch
     fov_y_range_deg: tuple[float, float] = (40.0, 70.0)
