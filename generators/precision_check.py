@@ -119,16 +119,18 @@ def tiny_config(method: str, precision: str, **extra) -> RunConfig:
     return resolve_run_config(method, prompt="a red apple", seed=0, models="tiny", overrides=overrides)
 
 
-def tiny_agreement(method: str, precision: str, steps: int = 2, loss_scaling: bool = True, **extra) -> list[dict]:
+def tiny_agreement(method: str, precision: str, steps: int = 2, loss_scaling: bool = True,
+                   device: str = "cpu", **extra) -> list[dict]:
     """`gradient_agreement` of `precision` against fp32 at each of the first `steps` steps of
-    `method` on the tiny set (CPU), each precision with its own copy of the networks in its dtype."""
+    `method` on the tiny set (on `device`), each precision with its own copy of the networks in
+    its dtype."""
     from generators.models.loader import load_models
     from generators.train import required_components
 
     records = {}
     for name in ("fp32", precision):
         cfg = tiny_config(method, name, **extra)
-        models = load_models("tiny", required_components(cfg), "cpu",
-                             dtype=resolve_precision(name, "cpu").weights_dtype)
-        records[name] = step_gradients(cfg, models, "cpu", steps, loss_scaling)
+        models = load_models("tiny", required_components(cfg), device,
+                             dtype=resolve_precision(name, device).weights_dtype)
+        records[name] = step_gradients(cfg, models, device, steps, loss_scaling)
     return [gradient_agreement(a, b) for a, b in zip(records["fp32"], records[precision])]
