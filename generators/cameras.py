@@ -121,14 +121,22 @@ def sample_training_cameras(cfg: CameraConfig, generator: torch.Generator) -> Ca
     distance = uniform(*cfg.distance_range)
     lo, hi = cfg.elevation_range_deg
     mode = cfg.elevation_sampling
-    if mode == "mixed":
-        # threestudio: half the batches uniform in degrees, half uniform on the sphere
-        mode = "uniform-degrees" if torch.rand(1, generator=generator).item() < 0.5 else "uniform-sphere"
+    if mode in ("mixed", "mixed-threestudio"):
+        # threestudio: half the batches uniform in degrees, half "uniform on the sphere"
+        sphere = "uniform-sphere" if mode == "mixed" else "threestudio-sphere"
+        mode = "uniform-degrees" if torch.rand(1, generator=generator).item() < 0.5 else sphere
     if mode == "uniform-degrees":
         elevation = uniform(lo, hi)
-    else:
+    elif mode == "uniform-sphere":
         s_lo, s_hi = math.sin(math.radians(lo)), math.sin(math.radians(hi))
         elevation = torch.rad2deg(torch.asin(uniform(s_lo, s_hi)))
+    elif mode == "threestudio-sphere":
+        # threestudio's inverse transform: sin(elevation) = 2u - 1 with u in [(lo+90)/180, (hi+90)/180],
+        # i.e. sin(elevation) uniform on [lo / 90, hi / 90]
+        u = uniform((lo + 90.0) / 180.0, (hi + 90.0) / 180.0)
+        elevation = torch.rad2deg(torch.asin(2.0 * u - 1.0))
+    else:
+        raise ValueError(f"unknown elevation sampling {mode!r}")
     a_lo, a_hi = cfg.azimuth_range_deg
     if cfg.azimuth_stratified:
         azimuth = (torch.rand(n, generator=generator) + torch.arange(n)) / n * (a_hi - a_lo) + a_lo

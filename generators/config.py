@@ -43,8 +43,14 @@ class CameraConfig:
     height: int = 1024
     distance_range: tuple[float, float] = (1.5, 4.0)
     elevation_range_deg: tuple[float, float] = (-10.0, 60.0)
-    # "mixed": half the batches uniform in degrees, half uniform on the sphere (GaussianDreamer)
-    elevation_sampling: Literal["mixed", "uniform-degrees", "uniform-sphere"] = "mixed"
+    # half the batches uniform in degrees, half "uniform on the sphere", decided per batch:
+    # "mixed-threestudio" (GaussianDreamer's threestudio code): the sphere half is
+    #   asin(2u - 1), u ~ U[(lo + 90) / 180, (hi + 90) / 180], which covers only
+    #   [asin(lo / 90), asin(hi / 90)] = [-6.4, 41.8] degrees for (-10, 60);
+    # "mixed": the sphere half exactly uniform on the sphere between lo and hi.
+    # "threestudio-sphere" / "uniform-sphere" / "uniform-degrees": one mode for every batch
+    elevation_sampling: Literal["mixed-threestudio", "mixed", "uniform-degrees", "uniform-sphere",
+                                "threestudio-sphere"] = "mixed-threestudio"
     azimuth_range_deg: tuple[float, float] = (-180.0, 180.0)
     azimuth_stratified: bool = True  # one azimuth per stratum of the batch
     fov_y_range_deg: tuple[float, float] = (40.0, 70.0)
@@ -145,7 +151,12 @@ class DensifyConfig:
     prune_opacity: float = 0.05
     extent: float = 4.0
     big_prune_after_step: int = 500  # screen- and world-size pruning only when step > this
-    max_screen_radius_px: float = 20.0
+    # "released": GaussianDreamer (as Inria) zeroes the max screen radii inside densification,
+    # just before the prune test, so its screen-size rule never fires (only the world-size rule
+    # does); "collected-radii": test the radii collected since the last densification, what the
+    # rule is meant to do
+    screen_size_prune: Literal["released", "collected-radii"] = "released"
+    max_screen_radius_px: float = 20.0  # "collected-radii" only
     max_world_size_frac: float = 0.1  # of extent
     percent_dense: float = 0.01
     split_n: int = 2
@@ -336,6 +347,10 @@ class RunConfig:
     checkpoint_every: int = 100
     log_every: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # numeric precision (generators/precision.py): "auto" = bf16 on CUDA GPUs with native bf16
+    # (Ampere and newer), fp16 with dynamic loss scaling on older ones, fp32 on CPU. Half precision
+    # = frozen networks in that dtype under autocast; what trains keeps fp32 weights.
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     camera: CameraConfig = field(default_factory=CameraConfig)
     init: InitConfig = field(default_factory=InitConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -38,6 +38,7 @@ from generators.gaussians import Gaussians
 from generators.guidance import Guidance, source_components
 from generators.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from generators.outputs import RUN_FILES, write_log, write_views
+from generators.precision import Precision, resolve_precision
 from generators.render import render
 from generators.schedules import schedule_value
 
@@ -60,6 +61,7 @@ class RunState:
     optimizer: torch.optim.Optimizer
     densify: object
     log: list[dict] = field(default_factory=list)
+    scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling (its scale resumes too)
 
 
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
@@ -119,9 +121,11 @@ def initial_gaussians(cfg: RunConfig, models, device: torch.device) -> Gaussians
 
 
 def sparsity_loss(depth, alpha) -> torch.Tensor:
-    """GaussianDreamer's 'sparsity' term: mean(sqrt(o^2 + 0.01)), o = accumulated depth / its batch max."""
+    """GaussianDreamer's 'sparsity' term: mean(sqrt(o^2 + 0.01)), o = accumulated depth / (its batch
+    max + 1e-5), exactly as GaussianDreamer forms it: the max is not detached, so its gradient
+    also reaches the Gaussians behind the farthest pixel."""
     acc = depth * alpha
-    o = acc / acc.max().detach().clamp_min(1e-8)
+    o = acc / (acc.max() + 1e-5)
     return torch.sqrt(o ** 2 + 0.01).mean()
 
 
@@ -154,6 +158,7 @@ def save_checkpoint(path: Path, cfg: RunConfig, state: RunState, guidance: Guida
         "optimizer": state.optimizer.state_dict(),
         "densify": state.densify.state_dict(),
         "trainer": guidance.trainer.state_dict() if guidance.trainer is not None else None,
+        "scaler": state.scaler.state_dict() if state.scaler is not None else {},
         "log": state.log,
     })
 
@@ -174,7 +179,10 @@ def load_checkpoint(path: Path, cfg: RunConfig, guidance: Guidance, device: torc
     densify.load_state_dict(ckpt["densify"])
     if guidance.trainer is not None and ckpt.get("trainer") is not None:
         guidance.trainer.load_state_dict(ckpt["trainer"])
-    return RunState(ckpt["step"], gaussians, optimizer, densify, ckpt["log"])
+    scaler = resolve_precision(cfg.precision, device).grad_scaler()
+    if ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    return RunState(ckpt["step"], gaussians, optimizer, densify, ckpt["log"], scaler)
 
 
 def build_guidance(cfg: RunConfig, models) -> Guidance:
@@ -184,6 +192,64 @@ def build_guidance(cfg: RunConfig, models) -> Guidance:
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(step_generator(cfg.seed, -1, stream=1).initial_seed())
         return Guidance(models, cfg.guidance, cfg.camera, cfg.prompt)
+
+
+@dataclass
+class StepForward:
+    """The forward half of one optimisation step: what backward starts from."""
+
+    loss: torch.Tensor  # scalar, the weighted sum the loop backpropagates
+    loss_sparsity: torch.Tensor
+    gstep: object  # GuidanceStep
+    render: object  # RenderOutput (means2d and radii feed densification)
+    cameras: object  # Cameras
+
+
+def forward_step(cfg: RunConfig, guidance: Guidance, gaussians: Gaussians, step: int, generator: torch.Generator,
+                 device: torch.device, precision: Precision, background: torch.Tensor) -> StepForward:
+    """Cameras -> render -> guidance -> losses. Only the guidance (the networks) runs under the
+    precision's autocast: the renderer and the losses' arithmetic stay fp32."""
+    cams = sample_training_cameras(cfg.camera, generator).to(device)
+    out = render(gaussians, cams, cfg.render, background)
+    with precision.autocast():
+        gstep = guidance(out, cams, step, generator)
+    loss_sparsity = sparsity_loss(out.depth, out.alpha)
+    lam_sds = schedule_value(cfg.loss.lambda_sds, step)
+    lam_sp = schedule_value(cfg.loss.lambda_sparsity, step)
+    loss = lam_sds * gstep.loss_sds + lam_sp * loss_sparsity
+    if gstep.loss_finetune is not None:
+        loss = loss + schedule_value(cfg.loss.lambda_finetune, step) * gstep.loss_finetune
+    return StepForward(loss, loss_sparsity, gstep, out, cams)
+
+
+def backward_step(state: RunState, guidance: Guidance, loss: torch.Tensor) -> None:
+    """Zero every gradient (the Gaussians' and the trainable part's), backpropagate the loss
+    (scaled under fp16), and unscale the Gaussians' gradients; the trainable part's are unscaled
+    by `scaler.step` inside its own `step`."""
+    state.optimizer.zero_grad(set_to_none=True)
+    if guidance.trainer is not None:
+        guidance.trainer.zero_grad()
+    state.scaler.scale(loss).backward()
+    state.scaler.unscale_(state.optimizer)
+
+
+def optimizer_step(state: RunState, guidance: Guidance) -> None:
+    """Step the Gaussians' optimiser and the trainable part, then let the fp16 scaler adapt its
+    scale (with the scaler disabled: plain optimiser steps)."""
+    state.scaler.step(state.optimizer)
+    if guidance.trainer is not None:
+        guidance.trainer.step(state.scaler)
+    state.scaler.update()
+
+
+def unscaled_means2d_grad(render_out, scaler: torch.amp.GradScaler) -> torch.Tensor | None:
+    """The projected centres' gradient [C, N, 2] without the loss scale; None when there is none,
+    or when a scaled fp16 backward overflowed (the scaler skips that step: so do the statistics)."""
+    grad = render_out.means2d.grad
+    if grad is None or not scaler.is_enabled():
+        return grad
+    grad = grad / scaler.get_scale()
+    return grad if bool(torch.isfinite(grad).all()) else None
 
 
 def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
@@ -200,6 +266,7 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
     from generators.gaussians.optimizer import build_optimizer, update_learning_rates
 
     guidance = build_guidance(cfg, models)
+    precision = resolve_precision(cfg.precision, device)
     ckpt_path = run_dir / RUN_FILES["checkpoint"]
     try:
         state = load_checkpoint(ckpt_path, cfg, guidance, device)
@@ -211,7 +278,7 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
     if state is None:
         gaussians = initial_gaussians(cfg, models, device)
         state = RunState(0, gaussians, build_optimizer(gaussians, cfg.optim),
-                         DensifyState.zeros(len(gaussians), device))
+                         DensifyState.zeros(len(gaussians), device), scaler=precision.grad_scaler())
     g = state.gaussians
     background = torch.tensor(cfg.render.background, dtype=torch.float32, device=device)
     last = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
@@ -221,31 +288,20 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
         t0 = time.perf_counter()
         gen = step_generator(cfg.seed, step)
         update_learning_rates(state.optimizer, step, cfg.optim)
-        cams = sample_training_cameras(cfg.camera, gen).to(device)
-        out = render(g, cams, cfg.render, background)
-        gstep = guidance(out, cams, step, gen)
+        fwd = forward_step(cfg, guidance, g, step, gen, device, precision, background)
+        loss, loss_sparsity, gstep, out, cams = fwd.loss, fwd.loss_sparsity, fwd.gstep, fwd.render, fwd.cameras
         _check_guidance_step(gstep, step)
-        loss_sparsity = sparsity_loss(out.depth, out.alpha)
-        lam_sds = schedule_value(cfg.loss.lambda_sds, step)
-        lam_sp = schedule_value(cfg.loss.lambda_sparsity, step)
-        loss = lam_sds * gstep.loss_sds + lam_sp * loss_sparsity
-        if gstep.loss_finetune is not None:
-            loss = loss + schedule_value(cfg.loss.lambda_finetune, step) * gstep.loss_finetune
         _check_finite("loss", loss.detach(), step)
 
-        state.optimizer.zero_grad(set_to_none=True)
-        if guidance.trainer is not None:
-            guidance.trainer.zero_grad()
-        loss.backward()
+        backward_step(state, guidance, loss)
         with torch.no_grad():
-            if cfg.densify.enabled and should_collect_stats(step, cfg.densify) and out.means2d.grad is not None:
-                accumulate_stats(state.densify, g, out.means2d.grad, out.radii, cams.width, cams.height)
+            means2d_grad = unscaled_means2d_grad(out, state.scaler)
+            if cfg.densify.enabled and should_collect_stats(step, cfg.densify) and means2d_grad is not None:
+                accumulate_stats(state.densify, g, means2d_grad, out.radii, cams.width, cams.height)
             densified = {}
             if cfg.densify.enabled and should_densify(step, cfg.densify):
                 densified = densify_and_prune(g, state.optimizer, state.densify, step, cfg.densify, generator=gen)
-            state.optimizer.step()
-            if guidance.trainer is not None:
-                guidance.trainer.step()
+            optimizer_step(state, guidance)
             for name, p in g.params.items():
                 _check_finite(f"Gaussian {name}", p, step)
 
@@ -284,14 +340,16 @@ def run_generation(cfg: RunConfig, run_dir: str | Path, *, show_progress: bool =
 
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     t0 = time.perf_counter()
     if models is None:
         # before anything is written: missing weights (a user error) leave no half-started run behind
-        models = load_models(cfg.models, required_components(cfg), device)
+        models = load_models(cfg.models, required_components(cfg), device, dtype=precision.weights_dtype)
     run_dir.mkdir(parents=True, exist_ok=True)
     status: dict = {"state": STATUS_RUNNING, "method": cfg.method, "prompt": cfg.prompt, "seed": cfg.seed,
                     "models": cfg.models, "steps": cfg.steps, "config_hash": config_hash(cfg),
-                    "device": str(device), "models_resolved": getattr(models, "resolved", {})}
+                    "device": str(device), "precision": precision.name,
+                    "models_resolved": getattr(models, "resolved", {})}
     atomic_write_text(run_dir / RUN_FILES["config"], yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     atomic_write_json(run_dir / RUN_FILES["status"], status)
 

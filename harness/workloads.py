@@ -50,15 +50,17 @@ _models_cache: dict = {}
 
 def _models_for(cfg):
     from generators.models.loader import load_models
+    from generators.precision import resolve_precision
     from generators.train import required_components, resolve_device
 
     device = resolve_device(cfg.device)
-    key = (cfg.models, frozenset(required_components(cfg)), str(device))
+    dtype = resolve_precision(cfg.precision, device).weights_dtype
+    key = (cfg.models, frozenset(required_components(cfg)), str(device), dtype)
     if cfg.guidance.finetune.enabled or cfg.guidance.source.kind not in _READ_ONLY_SOURCES:
-        return load_models(cfg.models, key[1], device)
+        return load_models(cfg.models, key[1], device, dtype=dtype)
     if key not in _models_cache:
         _models_cache.clear()  # one set at a time: a worker rarely alternates, memory matters more
-        _models_cache[key] = load_models(cfg.models, key[1], device)
+        _models_cache[key] = load_models(cfg.models, key[1], device, dtype=dtype)
     return _models_cache[key]
 
 

@@ -51,12 +51,18 @@ def ip_config(**ip):
     return c
 
 
+def render_of(images):
+    """fixed_render's geometry with `images` [B, 3, S, S] as its colours."""
+    r = fixed_render(n=images.shape[0], size=images.shape[-1])
+    return RenderOutput(images.permute(0, 2, 3, 1).contiguous(), r.alpha, r.depth, r.means2d, r.radii)
+
+
 def source_eps(models, cfg, images, z_t, t):
     src = IPAdapterSource(models, cfg, CameraConfig(), "a red apple")
     models.set_ip_adapter_scale(cfg.source.ip_adapter.scale)
     from generators.guidance.sources import StepContext
 
-    ctx = StepContext(0, cameras(), images, fixed_render())
+    ctx = StepContext(0, cameras(), images, render_of(images))
     tgt, srcb = src.branches(ctx)
     with torch.no_grad():
         return UNetDenoiser(models.unet).predict(z_t, t, tgt, srcb)
@@ -80,6 +86,38 @@ def test_each_view_is_conditioned_on_its_own_render_only(ip_models):
     _, a = source_eps(ip_models, cfg, images, z_t, t)
     _, b = source_eps(ip_models, cfg, changed, z_t, t)
     assert not torch.allclose(a[0], b[0])
+
+
+@pytest.mark.parametrize("preprocess", ["clip", "released"])
+def test_the_image_encoder_sees_the_render_resized_once_from_the_render_size(ip_models, preprocess):
+    """CLIP: one antialiased bicubic resize of the render (as CLIPImageProcessor's PIL resize), not a
+    resize of the VAE-sized image; released: bilinear, unnormalised, as the released code."""
+    from generators.guidance.guide import images_for_vae
+    from generators.guidance.sources import StepContext
+
+    g = torch.Generator().manual_seed(5)
+    render = render_of(torch.rand(B, 3, 128, 128, generator=g))  # high-frequency content, 128 px
+    images = images_for_vae(render, 64)  # what the VAE gets
+    seen = []
+    hook = ip_models.image_encoder.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(
+        kwargs.get("pixel_values", args[0] if args else None)), with_kwargs=True)
+    try:
+        cfg = ip_config(preprocess=preprocess)
+        IPAdapterSource(ip_models, cfg, CameraConfig(), "x").branches(StepContext(0, cameras(), images, render))
+    finally:
+        hook.remove()
+    size = ip_models.image_encoder.config.image_size
+    rgb = render.rgb.permute(0, 3, 1, 2)
+    if preprocess == "clip":
+        proc = ip_models.image_processor
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (proc.image_mean, proc.image_std))
+        shrunk = torch.nn.functional.interpolate(rgb, size=(size, size), mode="bicubic", antialias=True)
+        expected = (shrunk.clamp(0, 1) - mean) / std
+        aliased = (torch.nn.functional.interpolate(images, size=(size, size), mode="bicubic").clamp(0, 1) - mean) / std
+        assert (expected - aliased).abs().max() > 0.1  # the two resizes differ on this render
+    else:
+        expected = torch.nn.functional.interpolate(rgb, size=(size, size), mode="bilinear")
+    torch.testing.assert_close(seen[0], expected)
 
 
 def test_paper_target_is_text_only_inside_the_batched_call(ip_models):

@@ -45,6 +45,28 @@ def test_mixed_elevation_sampling_uses_both_modes():
     assert sphere + 0.5 < mixed < degrees - 0.5
 
 
+def test_threestudio_sphere_half_is_its_inverse_transform_and_the_default():
+    """GaussianDreamer's threestudio: sin(elevation) = 2u - 1, u ~ U[(lo + 90) / 180, (hi + 90) / 180],
+    so for (-10, 60) the "sphere" batches cover only [asin(-1/9), asin(2/3)] = [-6.4, 41.8] degrees."""
+    assert CameraConfig().elevation_sampling == "mixed-threestudio"  # the recipe as it runs
+    lo_deg, hi_deg = math.degrees(math.asin(-10 / 90)), math.degrees(math.asin(60 / 90))
+
+    def elevations(mode, batches=200):
+        cfg = CameraConfig(elevation_sampling=mode, batch_size=16)
+        g = torch.Generator().manual_seed(2)
+        return [sample_training_cameras(cfg, g).elevation_deg for _ in range(batches)]
+
+    sphere = torch.cat(elevations("threestudio-sphere"))
+    assert sphere.min() >= lo_deg - 1e-4 and sphere.max() <= hi_deg + 1e-4
+    assert sphere.min() < lo_deg + 1.0 and sphere.max() > hi_deg - 1.0  # and fills that band
+    sines = torch.sin(torch.deg2rad(sphere))
+    assert sines.mean().item() == pytest.approx(25 / 90, abs=0.01)  # uniform on [-1/9, 2/3]
+    # mixed-threestudio: whole batches from either mode, about half each
+    narrow = [bool(((b >= lo_deg - 1e-4) & (b <= hi_deg + 1e-4)).all()) for b in elevations("mixed-threestudio")]
+    assert 0.35 < sum(narrow) / len(narrow) < 0.75  # the degrees half rarely lands all 16 inside
+    assert not all(narrow)
+
+
 def test_matrices_look_at_the_origin_and_agree():
     cams = make_cameras(torch.tensor([0.0, 30.0, 89.9]), torch.tensor([0.0, 90.0, 45.0]),
                         torch.tensor([2.0, 3.0, 4.0]), torch.tensor([60.0, 45.0, 30.0]), 64, 48)

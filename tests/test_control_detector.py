@@ -33,8 +33,10 @@ DET_REV = "0011223344556677889900112233445566778899"
 
 
 def encoded(n):
-    """(x, y, z) unit normal -> the [0, 1] encoding, by hand."""
-    return [(c + 1) / 2 for c in n]
+    """(x right, y up, z to the viewer) unit normal -> the NormalBAE ControlNets' colours, by hand:
+    red is left, green is top, blue is front."""
+    x, y, z = n
+    return [(1 - x) / 2, (1 + y) / 2, (1 + z) / 2]
 
 
 def test_sobel_is_opencv_ksize3_with_reflect101_border():
@@ -59,7 +61,7 @@ def test_plane_tilted_in_x_gives_a_constant_normal_facing_the_near_side():
     expected = torch.tensor(encoded((-8 * k / norm, 0.0, Z / norm)))
     interior = img[0, :, :, 1:-1].permute(1, 2, 0)  # [24, 30, 3]
     torch.testing.assert_close(interior, expected.expand_as(interior))
-    assert float(expected[0]) < 0.5  # facing left (x right in the encoding)
+    assert float(expected[0]) > 0.5  # facing left: red
 
     # the same plane tilted in y (nearer toward the bottom row): facing up, green above 0.5
     v = torch.arange(24.0)
@@ -83,7 +85,7 @@ def test_detector_recipe_and_rendered_normals_share_one_convention():
     n = math.sqrt(1 + s * s)
     torch.testing.assert_close(exact, torch.tensor(encoded((-s / n, 0.0, 1 / n))), atol=1e-4, rtol=0)
     estimated = normals_from_relative_depth(disparity, 0.0, Z)[0, :, 16, 16]
-    assert estimated[0] < 0.5 and exact[0] < 0.5  # both face left
+    assert estimated[0] > 0.5 and exact[0] > 0.5  # both face left: red
     assert abs(float(estimated[1]) - 0.5) < 1e-6 and estimated[2] > 0.5
 
 
@@ -106,6 +108,80 @@ def test_background_below_the_threshold_is_flat():
     more = normals_from_relative_depth(disparity, bg_threshold=0.5, normal_z=Z)[0]
     torch.testing.assert_close(more[:, :, 15].T, flat.expand(8, 3))
     torch.testing.assert_close(more[:, :, 16].T, tilted.expand(8, 3))
+
+
+# ----------------------------------------------------------------------------------------------
+# A sphere: the colours the NormalBAE ControlNets were trained on ("blue is front, red is left,
+# green is top", ControlNet 1.1), the background the flat normal facing the viewer
+
+
+SPHERE_SIZE, SPHERE_RADIUS, SPHERE_DISTANCE = 65, 1.0, 3.0  # odd: one pixel at the centre
+
+
+def sphere_depth():
+    """Analytic depth [1, H, W, 1] (camera z), alpha and cameras of a unit sphere at the origin seen
+    from +x, and its exact normals [H, W, 3] in camera axes (x right, y up, z toward the viewer)."""
+    cams = make_cameras(torch.zeros(1), torch.zeros(1), torch.full((1,), SPHERE_DISTANCE),
+                        torch.full((1,), 50.0), SPHERE_SIZE, SPHERE_SIZE)
+    K = cams.Ks[0]
+    v, u = torch.meshgrid(torch.arange(SPHERE_SIZE) + 0.5, torch.arange(SPHERE_SIZE) + 0.5, indexing="ij")
+    ray = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)  # OpenCV
+    centre = torch.tensor([0.0, 0.0, SPHERE_DISTANCE])
+    # |t ray - centre|^2 = r^2: the nearer root; its camera z is t (ray z = 1)
+    a, b = (ray * ray).sum(-1), -2 * (ray @ centre)
+    disc = b * b - 4 * a * (centre @ centre - SPHERE_RADIUS**2)
+    hit = disc > 0
+    t = torch.where(hit, (-b - disc.clamp_min(0).sqrt()) / (2 * a), torch.full_like(a, 100.0))
+    normals = (t[..., None] * ray - centre) / SPHERE_RADIUS * torch.tensor([1.0, -1.0, -1.0])  # OpenCV -> up, viewer
+    return t[None, ..., None], hit[None, ..., None].float(), cams, normals
+
+
+def _probe_pixels(alpha):
+    """(row, col) of the left, right, top and bottom probes: 80% of the way from the centre to the
+    silhouette along the middle row and column (off the silhouette, where differences are clean)."""
+    mask = alpha[0, ..., 0] > 0
+    mid = SPHERE_SIZE // 2
+    cols, rows = mask[mid].nonzero()[:, 0], mask[:, mid].nonzero()[:, 0]
+    reach_x, reach_y = (int(cols[-1]) - int(cols[0])) * 0.4, (int(rows[-1]) - int(rows[0])) * 0.4
+    return {"left": (mid, round(mid - reach_x)), "right": (mid, round(mid + reach_x)),
+            "top": (round(mid - reach_y), mid), "bottom": (round(mid + reach_y), mid)}
+
+
+def _assert_sphere_colours(img, alpha, normals=None):
+    """img [3, H, W]: red left, green top, blue centre (and, given the exact normals [H, W, 3],
+    their hand-encoded colours at the probes)."""
+    px = lambda rc: img[:, rc[0], rc[1]]  # noqa: E731
+    probes = {k: px(rc) for k, rc in _probe_pixels(alpha).items()}
+    assert probes["left"][0] > 0.75 and probes["right"][0] < 0.25, probes  # red is left
+    assert probes["top"][1] > 0.75 and probes["bottom"][1] < 0.25, probes  # green is top
+    if normals is not None:
+        for name, (r, c) in _probe_pixels(alpha).items():
+            expected = torch.tensor(encoded(normals[r, c].tolist()))
+            torch.testing.assert_close(probes[name], expected, atol=0.02, rtol=0, msg=name)
+    for side in ("left", "right"):
+        assert abs(float(probes[side][1]) - 0.5) < 0.05, probes
+    for side in ("top", "bottom"):
+        assert abs(float(probes[side][0]) - 0.5) < 0.05, probes
+    centre = px((SPHERE_SIZE // 2, SPHERE_SIZE // 2))
+    assert centre[2] > 0.98 and all(abs(float(c) - 0.5) < 0.05 for c in centre[:2])  # blue is front
+
+
+def test_a_rendered_sphere_carries_the_normalbae_controlnet_colours():
+    depth, alpha, cams, normals = sphere_depth()
+    img = normal_map_from_depth(depth, alpha, cams)[0]  # [3, H, W]
+    _assert_sphere_colours(img, alpha, normals)
+    torch.testing.assert_close(img[:, 0, 0], torch.tensor([0.5, 0.5, 1.0]))  # background: flat, facing us
+    background = alpha[0, ..., 0] == 0
+    torch.testing.assert_close(img[:, background].T, torch.tensor([0.5, 0.5, 1.0]).expand(int(background.sum()), 3))
+
+
+def test_the_detector_recipe_gives_a_sphere_the_same_colours():
+    depth, alpha, _, _ = sphere_depth()
+    # MiDaS-style relative inverse depth (near is large; DPT's come in the hundreds)
+    disparity = torch.where(alpha[..., 0] > 0, 1000 / depth[..., 0], torch.zeros_like(depth[..., 0]))
+    img = normals_from_relative_depth(disparity, bg_threshold=0.1, normal_z=Z)[0]
+    _assert_sphere_colours(img, alpha)
+    torch.testing.assert_close(img[:, 0, 0], torch.tensor([0.5, 0.5, 1.0]))  # background below bg_th: flat
 
 
 # ----------------------------------------------------------------------------------------------

@@ -160,22 +160,26 @@ def _tags(gs: Gaussians) -> list[int]:
     return [int(t) for t in gs.params["sh0"].detach()[:, 0, 0].round()]
 
 
+@pytest.mark.parametrize("screen_rule", ["released", "collected-radii"])
 @pytest.mark.parametrize("step", [500, 600])
-def test_densify_and_prune_clone_split_prune(step):
+def test_densify_and_prune_clone_split_prune(step, screen_rule):
     gs, st = _crafted_scene()
     opt, adapter = _optimizer_with_known_moments(gs)
     adapter_state = {k: v.clone() for k, v in opt.state[adapter].items()}
     old_split_scale = gs.scales_act.detach()[_SPLIT].clone()
     old_split_mean = gs.means.detach()[_SPLIT].clone()
 
-    out = densify_and_prune(gs, opt, st, step, DensifyConfig(), torch.Generator().manual_seed(0))
+    cfg = DensifyConfig(screen_size_prune=screen_rule)
+    out = densify_and_prune(gs, opt, st, step, cfg, torch.Generator().manual_seed(0))
 
     big = step > 500  # screen/world rules only after big_prune_after_step
+    # GaussianDreamer's screen rule sees radii it has just zeroed: only the named option fires it
+    screen = big and screen_rule == "collected-radii"
     # cloned: CLONE and CLONE_LOW_OPACITY; split: SPLIT; pruned: LOW_OPACITY, CLONE_LOW_OPACITY
-    # and its clone, plus BIG_SCREEN and BIG_WORLD when big
+    # and its clone, plus BIG_WORLD when big and BIG_SCREEN when the screen rule fires
     assert out["cloned"] == 2 and out["split"] == 1 and out["capped"] == 0
-    assert out["pruned"] == 3 + (2 if big else 0)
-    expected = {_CLONE: 2, _SPLIT: 2, _PLAIN: 1, _BIG_SCREEN: 0 if big else 1,
+    assert out["pruned"] == 3 + int(big) + int(screen)
+    expected = {_CLONE: 2, _SPLIT: 2, _PLAIN: 1, _BIG_SCREEN: 0 if screen else 1,
                 _BIG_WORLD: 0 if big else 1}
     tags = _tags(gs)
     assert {t: tags.count(t) for t in set(tags)} == {t: c for t, c in expected.items() if c}

@@ -10,12 +10,13 @@ Densify and prune (gaussiandreamer-recipe.md section 3, Inria `densify_and_prune
   clone  grad >= threshold and max scale <= percent_dense * extent  (an exact copy is appended);
   split  grad >= threshold and max scale >  percent_dense * extent  (split_n samples drawn from
          the Gaussian, scales / split_scale_div; the original is removed);
-  prune  opacity < prune_opacity, and when step > big_prune_after_step also a max screen
-         radius > max_screen_radius_px or a world max scale > max_world_size_frac * extent.
+  prune  opacity < prune_opacity, and when step > big_prune_after_step also a world max scale
+         > max_world_size_frac * extent (and, with screen_size_prune "collected-radii", a max
+         screen radius > max_screen_radius_px).
 
-One departure from the released code, on purpose: Inria and GaussianDreamer zero `max_radii2D`
-inside `densification_postfix`, i.e. *before* the prune test, so their screen-size rule never
-fires. Here the prune test uses the radii collected since the last densification (new
+Inria and GaussianDreamer zero `max_radii2D` inside `densification_postfix`, i.e. *before* the
+prune test, so their screen-size rule never fires: `screen_size_prune: released` (the default)
+reproduces that. `collected-radii` tests the radii collected since the last densification (new
 Gaussians count as 0 px), which is what the rule is meant to do.
 
 The Adam state follows the rows: kept Gaussians keep their moments, new ones start at zero,
@@ -235,11 +236,12 @@ def densify_and_prune(gaussians: Gaussians, optimizer: torch.optim.Optimizer, st
     opacity = torch.sigmoid(torch.cat([p["opacities"], new_rows["opacities"]]))
     prune = opacity < cfg.prune_opacity
     if step > cfg.big_prune_after_step:
-        # new Gaussians have no screen statistics yet: 0 px
-        radii = torch.cat([state.max_radii2d.to(device), torch.zeros(n_new, device=device)])
         world = torch.exp(torch.cat([p["scales"], new_rows["scales"]])).max(dim=1).values
-        prune |= radii > cfg.max_screen_radius_px
         prune |= world > cfg.max_world_size_frac * cfg.extent
+        if cfg.screen_size_prune == "collected-radii":
+            # new Gaussians have no screen statistics yet: 0 px
+            radii = torch.cat([state.max_radii2d.to(device), torch.zeros(n_new, device=device)])
+            prune |= radii > cfg.max_screen_radius_px
     survivors = present & ~prune
 
     _rebuild_rows(gaussians, optimizer, new_rows, survivors)

@@ -11,6 +11,14 @@ controlnet_aux's MiDaS normal detector) and turns its relative inverse depth int
 that detector's recipe (Sobel gradients of the depth, a constant z, background below a
 threshold of the normalised depth made flat). Every normal map here uses one encoding
 (`encode_normals`), so the ControlNet sees the same convention whichever map is chosen.
+
+That encoding is the one the NormalBAE ControlNets (lllyasviel control_v11p_sd15_normalbae and
+its SD 2.1 ports) were trained on: NormalBAE's ScanNet-protocol map as controlnet_aux's
+NormalBaeDetector writes it, ((n + 1) / 2) in RGB order, where in the ControlNet 1.1 README's words
+"blue is front, red is left, green is top". So on a sphere the leftmost pixels are red (R = 1),
+the topmost green (G = 1), the centre blue (0.5, 0.5, 1). Background pixels get the flat
+normal facing the viewer, (0.5, 0.5, 1), as NormalBAE estimates a featureless backdrop and as
+controlnet_aux's MiDaS normal detector writes its background (never (0, 0, 0), which is no normal).
 """
 
 from __future__ import annotations
@@ -37,16 +45,26 @@ def camera_space_points(depth: Tensor, cameras: Cameras) -> Tensor:
     return torch.stack([x, y, z], dim=-1)
 
 
+# the ControlNet convention's axes in camera axes (x right, y up, z toward the viewer): red is left
+_CONTROLNET_AXES = (-1.0, 1.0, 1.0)
+# what background pixels show: the flat normal facing the viewer (x right, y up, z toward the viewer)
+BACKGROUND_NORMAL = (0.0, 0.0, 1.0)
+
+
 def encode_normals(n: Tensor) -> Tensor:
-    """Unit normals [C, H, W, 3] (x right, y up, z toward the viewer) -> image [C, H, W, 3] in [0, 1]."""
-    return (n + 1) * 0.5
+    """Unit normals [C, H, W, 3] in camera axes (x right, y up, z toward the viewer) -> the
+    NormalBAE ControlNets' image [C, H, W, 3] in [0, 1]: R = (1 - x) / 2 (red is left),
+    G = (1 + y) / 2 (green is top), B = (1 + z) / 2 (blue is front)."""
+    axes = torch.tensor(_CONTROLNET_AXES, device=n.device, dtype=n.dtype)
+    return (n * axes + 1) * 0.5
 
 
 def normal_map_from_depth(depth: Tensor, alpha: Tensor, cameras: Cameras, threshold: float = 0.5) -> Tensor:
     """Normal map [C, 3, H, W] in [0, 1] from rendered depth.
 
-    Normals are in camera axes with x right, y up, z toward the viewer (the common convention of
-    normal-map ControlNets), encoded as (n + 1) / 2; pixels with alpha below `threshold` are black.
+    Normals in camera axes (x right, y up, z toward the viewer) through `encode_normals` (the
+    NormalBAE ControlNets' colours); pixels with alpha below `threshold` are background: the flat
+    normal facing the viewer.
     """
     p = camera_space_points(depth, cameras)  # [C, H, W, 3] OpenCV: x right, y down, z forward
     # central differences, replicated at the border
@@ -56,9 +74,9 @@ def normal_map_from_depth(depth: Tensor, alpha: Tensor, cameras: Cameras, thresh
     n = torch.linalg.cross(dy, dx, dim=-1)  # points toward the camera (negative z in OpenCV)
     n = F.normalize(n, dim=-1, eps=1e-12)
     n = n * torch.tensor([1.0, -1.0, -1.0], device=n.device, dtype=n.dtype)  # OpenCV -> x right, y up, z to viewer
-    img = encode_normals(n)
-    img = img * (alpha >= threshold).to(img.dtype)
-    return img.permute(0, 3, 1, 2).contiguous()
+    background = torch.tensor(BACKGROUND_NORMAL, device=n.device, dtype=n.dtype).expand_as(n)
+    n = torch.where(alpha >= threshold, n, background)  # alpha [C, H, W, 1] broadcasts over xyz
+    return encode_normals(n).permute(0, 3, 1, 2).contiguous()
 
 
 def depth_map(depth: Tensor, alpha: Tensor, threshold: float = 0.5) -> Tensor:
@@ -96,7 +114,8 @@ def normals_from_relative_depth(disparity: Tensor, bg_threshold: float, normal_z
     component `normal_z` (2 pi there), and gx = gy = 0 where the disparity, normalised to [0, 1]
     per image, is below `bg_threshold` (far background: flat, facing the viewer). Its map holds
     (gx, gy, z): disparity growing to the right means the surface turns to the left, so that map's
-    x points left; we flip x into this module's encoding (x right, y up, z toward the viewer).
+    x points left (and red is left, as in the NormalBAE encoding); here x is written in camera
+    axes (x right, y up, z toward the viewer) and `encode_normals` gives the same colours.
     """
     d = disparity.float()
     gx, gy = sobel(d)

@@ -24,12 +24,13 @@ class TrainablePart(Protocol):
     """A part of the guidance that trains inside the run loop (AnchorDS's adapter layer, VSD's LoRA).
 
     The loop adds its loss (`GuidanceStep.loss_finetune`) to the Gaussians' loss, backpropagates once,
-    then calls `step`; checkpoints hold `state_dict()` so a resumed run continues bit-identically.
+    then calls `step` (with the run's `torch.amp.GradScaler` when the loss was scaled: fp16);
+    checkpoints hold `state_dict()` so a resumed run continues bit-identically.
     """
 
     def zero_grad(self) -> None: ...
 
-    def step(self) -> None: ...
+    def step(self, scaler: "torch.amp.GradScaler | None" = None) -> None: ...
 
     def state_dict(self) -> dict: ...
 
@@ -72,8 +73,10 @@ class AdapterFinetune:
     """Owns trainable adapter parameters and their optimiser (a `TrainablePart`).
 
     The optimiser always works on fp32 master copies (the released code trains these matrices in
-    fp32): with an fp16 UNet on CUDA, Adam with eps 1e-15 on fp16 weights would be meaningless.
-    The master values are copied into the network's own parameters after every step.
+    fp32): with a half-precision UNet, Adam with eps 1e-15 on fp16/bf16 weights would be
+    meaningless. Backward leaves each step's gradient on the network's own (half) parameters;
+    `step` moves it into the masters (and off the network, so the next backward starts from
+    zero), steps Adam, and copies the master values back into the network.
     Adam with decoupled weight decay (= AdamW; with weight_decay 0 exactly Adam).
     """
 
@@ -101,14 +104,21 @@ class AdapterFinetune:
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
+        for p in self.params.values():  # the network's half copies accumulate too
+            p.grad = None
 
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, scaler: torch.amp.GradScaler | None = None) -> None:
+        """One Adam step on this step's gradient; `scaler` unscales it (and skips an inf step)."""
         for k, p in self.params.items():
             master = self.masters[k]
             if master is not p:
                 master.grad = None if p.grad is None else p.grad.float()
-        self.optimizer.step()
+                p.grad = None  # moved: a gradient left here would be summed into the next step's
+        if scaler is None:
+            self.optimizer.step()
+        else:
+            scaler.step(self.optimizer)
         for k, p in self.params.items():
             if self.masters[k] is not p:
                 p.copy_(self.masters[k])

@@ -41,6 +41,7 @@ class GuidanceStep:
     keep: Tensor  # [B] 1 = the view contributed, 0 = filtered out
     l_rec: Tensor | None = None  # [B] the pseudo-source error the filter used (or latent L_rec), detached
     logs: dict = field(default_factory=dict)
+    latent_grad: Tensor | None = None  # [B, c, h, w] the latent gradient after the view mask (detached)
 
 
 def images_for_vae(render: RenderOutput, size: int) -> Tensor:
@@ -74,7 +75,9 @@ class Guidance:
     def __call__(self, render: RenderOutput, cameras: Cameras, step: int, generator: torch.Generator) -> GuidanceStep:
         cfg = self.cfg
         images = images_for_vae(render, cfg.vae_input_size)  # [B, 3, S, S]
-        latents = self.models.codec.encode(images, generator=generator, latent_sample=cfg.latent_sample)
+        # fp32 latents whatever the VAE computes in: the SDS loss and L_rec are formed in fp32, and
+        # their gradient enters the (autocast) encoder backward from there
+        latents = self.models.codec.encode(images, generator=generator, latent_sample=cfg.latent_sample).float()
         ctx = StepContext(step=step, cameras=cameras, images=images, render=render)
         target, source = self.source.branches(ctx)
         mode, weight = self.source.mode(step)
@@ -112,4 +115,4 @@ class Guidance:
         logs["keep_rate"] = keep.mean().item()
         grad = out.grad * keep.view(-1, 1, 1, 1)
         loss_sds = distillation_loss(latents, grad)
-        return GuidanceStep(loss_sds, loss_finetune, keep, l_rec_views, logs)
+        return GuidanceStep(loss_sds, loss_finetune, keep, l_rec_views, logs, grad.detach())

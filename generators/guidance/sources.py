@@ -127,12 +127,20 @@ class IPAdapterSource(SourceProvider):
             raise RuntimeError("the ip-adapter source needs a model set with an IP-Adapter loaded")
 
     def encode_images(self, images: Tensor) -> Tensor:
-        """[B, 3, S, S] in [0, 1] -> IP-Adapter-Plus features [B, seq, E] (penultimate hidden states)."""
+        """[B, 3, H, W] renders in [0, 1] at the render size -> IP-Adapter-Plus features [B, seq, E]
+        (penultimate hidden states).
+
+        "clip": one bicubic resize from the render to the encoder's size with antialiasing (PIL's
+        bicubic, which CLIPImageProcessor uses, filters when it shrinks; 1024 -> 224 without it
+        aliases); "released": bilinear without antialiasing, as the released code resizes.
+        """
         enc = self.models.image_encoder
         size = enc.config.image_size
         ip = self.cfg.source.ip_adapter
-        x = F.interpolate(images, size=(size, size), mode="bilinear" if ip.preprocess == "released" else "bicubic",
-                          align_corners=False)
+        if ip.preprocess == "released":
+            x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        else:
+            x = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
         if ip.preprocess == "clip":
             # CLIPImageProcessor: resize + centre crop (a no-op on our square renders) + mean/std
             proc = self.models.image_processor
@@ -142,7 +150,7 @@ class IPAdapterSource(SourceProvider):
         return enc(x.to(enc.dtype), output_hidden_states=True).hidden_states[-2]
 
     def image_embeds(self, images: Tensor) -> Tensor:
-        """[B, 3, S, S] -> [B, n_images, seq, E]: per view its own render, or all renders (released)."""
+        """[B, 3, H, W] -> [B, n_images, seq, E]: per view its own render, or all renders (released)."""
         feats = self.encode_images(images)  # [B, seq, E]
         if self.cfg.source.ip_adapter.conditioning == "all-views":
             return feats[None].expand(feats.shape[0], *feats.shape)
@@ -152,7 +160,8 @@ class IPAdapterSource(SourceProvider):
         ip = self.cfg.source.ip_adapter
         n = len(ctx.cameras)
         grad_to_3d = self.cfg.finetune.enabled and self.cfg.finetune.grad_to_3d
-        images = ctx.images if grad_to_3d else ctx.images.detach()
+        renders = ctx.render.rgb.permute(0, 3, 1, 2)  # [B, 3, H, W] at the render size, not the VAE's
+        images = renders if grad_to_3d else renders.detach()
         with torch.set_grad_enabled(grad_to_3d):
             src_embeds = self.image_embeds(images)
             on = torch.ones(n, device=images.device)
