@@ -8,21 +8,8 @@ from generators.cameras import make_cameras
 from generators.guidance.sources import StepContext
 from generators.methods import resolve_run_config
 from generators.models.loader import load_models
-from generators.render.types import RenderOutput
 from generators.train import build_guidance, required_components
-
-B = 3
-
-
-def fixed_render(n=B, size=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(n, 3, 4, 4, generator=g)
-    rgb = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear").permute(0, 2, 3, 1)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
-    depth = (3.0 - 0.5 * torch.clamp(1 - xx**2 - yy**2, min=0).sqrt())[None, ..., None].expand(n, -1, -1, -1)
-    alpha = ((xx**2 + yy**2) < 1).float()[None, ..., None].expand(n, -1, -1, -1)
-    return RenderOutput(rgb.contiguous(), alpha.contiguous(), depth.contiguous(), torch.zeros(n, 1, 2),
-                        torch.zeros(n, 1, dtype=torch.int32))
+from test_anchords import B, fixed_render  # tests/ is on the path under pytest
 
 
 def tiny_guidance(method):

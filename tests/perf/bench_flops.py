@@ -43,25 +43,31 @@ COLUMNS = [
 ]
 
 
+def row(c, sds_total: float, seconds: float) -> dict:
+    """One table row of a counted step `c` (a StepFlops)."""
+    return {
+        "method": c.method, "models": c.models, "settings": c.settings,
+        "forward_flops": c.forward, "backward_flops": c.backward, "rasterizer_flops_estimate": c.rasterizer,
+        "total_flops": c.total, "ratio_to_sds_same_set": c.total / sds_total,
+        "ms_at_peak": {gpu: 1e3 * c.total / (peak * 1e12) for gpu, peak in PEAK_TFLOPS.items()},
+        "columns_tflop": {h: c.module(name, phase) / 1e12 for h, name, phase in COLUMNS},
+        "other_tflop": (c.module("other") + c.module("text_encoder")) / 1e12,
+        "count_seconds": seconds,
+    }
+
+
 def account(methods: list[str]) -> list[dict]:
-    rows = []
-    baselines = {}
+    """A row per method, each against sds on the same networks; sds of a set no row covers is added."""
+    rows, sds = [], {}
     for method in methods:
         t0 = time.perf_counter()
         c = count_method_step(method)
-        if "sds" not in baselines.get(c.models, {}):
-            baselines.setdefault(c.models, {})["sds"] = c if method == "sds" else count_method_step("sds", c.models)
-        base = baselines[c.models]["sds"].total
-        rows.append({
-            "method": method, "models": c.models, "settings": c.settings,
-            "forward_flops": c.forward, "backward_flops": c.backward, "rasterizer_flops_estimate": c.rasterizer,
-            "total_flops": c.total, "ratio_to_sds_same_set": c.total / base,
-            "ms_at_peak": {gpu: 1e3 * c.total / (peak * 1e12) for gpu, peak in PEAK_TFLOPS.items()},
-            "columns_tflop": {h: c.module(row, phase) / 1e12 for h, row, phase in COLUMNS},
-            "other_tflop": c.module("other") / 1e12 + c.module("text_encoder") / 1e12,
-            "count_seconds": time.perf_counter() - t0,
-        })
+        if c.models not in sds:
+            sds[c.models] = c if method == "sds" else count_method_step("sds", c.models)
+        rows.append(row(c, sds[c.models].total, time.perf_counter() - t0))
         print(f"{method:<34} {c.total / 1e12:7.2f} TFLOP  {rows[-1]['ratio_to_sds_same_set']:.3f}x sds", flush=True)
+    covered = {(r["method"], r["models"]) for r in rows}
+    rows += [row(c, c.total, 0.0) for models, c in sds.items() if ("sds", models) not in covered]
     return rows
 
 
