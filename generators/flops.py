@@ -57,8 +57,10 @@ LORA_LEAVES = ("lora_A", "lora_B")
 
 class MetaScalars(TorchDispatchMode):
     """Lets real code run on meta tensors: a CPU tensor meeting a meta tensor moves to meta, and a
-    scalar read from a meta tensor (`.item()`, `bool(t)`) answers 0: such reads only feed logs and
-    the filter's keep/drop, neither of which changes which networks run."""
+    scalar read from a meta tensor (`.item()`, `bool(t)`) answers 0. Such reads feed the logs, the
+    filter calibration's numbers and the denoiser's "are all IP masks on?" shortcut (answered "no":
+    an all-ones mask is applied, element-wise work the counter does not count); none of them
+    changes which matmuls, convolutions or attentions run."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
