@@ -23,7 +23,9 @@ added as an explicit estimate (`rasterizer_flops`).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -77,6 +79,7 @@ class MetaScalars(TorchDispatchMode):
 @lru_cache(maxsize=1)
 def _tokenizer_dir() -> Path:
     out = Path(tempfile.mkdtemp(prefix="flops-tokenizer-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     tiny._write_tokenizer(out)  # the byte-level tokenizer of the random sets (ids fit any vocabulary)
     return out
 
