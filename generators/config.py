@@ -280,7 +280,14 @@ class FilterConfig:
 
     enabled: bool = False
     gamma: float = 0.03  # released configs: pixel MSE < 0.03
-    space: Literal["pixel", "latent"] = "pixel"
+    # pixel: decode x0_hat (exact, released); latent: latent L_rec against gamma in latent units;
+    # latent-calibrated: the pixel L_rec estimated without a decode (guidance/pseudo_source.py)
+    space: Literal["pixel", "latent", "latent-calibrated"] = "pixel"
+    # latent-calibrated: probe images, step along their latent difference, and seed of the
+    # once-per-run measurement of the codec's reconstruction floor and gain
+    calibration_probes: int = 2
+    calibration_step: float = 0.25
+    calibration_seed: int = 0
 
 
 @dataclass

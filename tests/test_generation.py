@@ -118,7 +118,7 @@ def test_every_method_runs_on_the_tiny_set(tmp_path, models_for, method):
     if method.startswith("anchords"):
         assert log["l_rec_latent"].notna().all()
     if "filter" in method:
-        assert log["l_rec_pixel"].notna().all() and log["keep_rate"].between(0, 1).all()
+        assert log["l_rec_filter"].notna().all() and log["keep_rate"].between(0, 1).all()
     if "finetune" in method:
         assert log["loss_finetune"].notna().all()
     if method == "sds-bridge":

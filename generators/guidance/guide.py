@@ -22,7 +22,7 @@ from generators.cameras import Cameras
 from generators.config import CameraConfig, GuidanceConfig
 from generators.guidance.finetune import AdapterFinetune, TrainablePart
 from generators.guidance.pseudo_source import (
-    filter_mask,
+    FilterDecision,
     predict_x0,
     reconstruction_error_latent,
     reconstruction_error_pixel,
@@ -71,6 +71,7 @@ class Guidance:
         # checkpoints it
         self.trainer: TrainablePart | None = self.finetune if self.finetune is not None else self.source.trainer
         self.anchored = guidance.source.kind in ("ip-adapter", "controlnet")
+        self.filter = FilterDecision(models.codec, guidance.filter) if guidance.filter.enabled else None
 
     def __call__(self, render: RenderOutput, cameras: Cameras, step: int, generator: torch.Generator) -> GuidanceStep:
         cfg = self.cfg
@@ -94,22 +95,20 @@ class Guidance:
             x0_hat = predict_x0(out.z_t, out.eps_src, out.alpha_bar)  # graph to the adapter if finetuning
             l_rec_latent = reconstruction_error_latent(x0_hat, latents)  # [B]
             logs["l_rec_latent"] = l_rec_latent.mean().item()
-            need_pixel = (cfg.filter.enabled and cfg.filter.space == "pixel") or (
-                self.finetune is not None and cfg.finetune.space == "pixel")
-            l_rec_pixel = None
-            if need_pixel:
-                with torch.set_grad_enabled(self.finetune is not None and cfg.finetune.space == "pixel"):
-                    decoded = self.models.codec.decode(x0_hat if self.finetune is not None else x0_hat.detach())
+            decoded = None
+            if self.finetune is not None and cfg.finetune.space == "pixel":
+                decoded = self.models.codec.decode(x0_hat)  # with the graph to the adapter
                 l_rec_pixel = reconstruction_error_pixel(decoded, images)
                 logs["l_rec_pixel"] = l_rec_pixel.mean().item()
+                loss_finetune = l_rec_pixel.mean()
+            elif self.finetune is not None:
+                loss_finetune = l_rec_latent.mean()
             l_rec_views = l_rec_latent.detach()
-            if cfg.filter.enabled:
-                l_rec = l_rec_pixel if cfg.filter.space == "pixel" else l_rec_latent
-                l_rec_views = l_rec.detach()
-                keep = filter_mask(l_rec_views, cfg.filter.gamma).to(latents.device)
-            if self.finetune is not None:
-                l_ft = l_rec_pixel if cfg.finetune.space == "pixel" else l_rec_latent
-                loss_finetune = l_ft.mean()
+            if self.filter is not None:
+                # the pixel filter reuses the finetune's decode if there is one
+                l_rec_views = self.filter.l_rec(x0_hat, latents, images, l_rec_latent, decoded)
+                logs["l_rec_filter"] = l_rec_views.mean().item()
+                keep = self.filter.keep(l_rec_views).to(latents.device)
         if self.finetune is None and self.trainer is not None:
             loss_finetune = self.source.trainer_loss(latents, ctx, generator)
         logs["keep_rate"] = keep.mean().item()

@@ -125,6 +125,7 @@ class IPAdapterSource(SourceProvider):
         super().__init__(models, guidance, camera, prompt)
         if not getattr(models, "ip_adapter_loaded", False):
             raise RuntimeError("the ip-adapter source needs a model set with an IP-Adapter loaded")
+        self._black_embeds: tuple | None = None  # (key, [B, n_images, seq, E]) of target_image "black"
 
     def encode_images(self, images: Tensor) -> Tensor:
         """[B, 3, H, W] renders in [0, 1] at the render size -> IP-Adapter-Plus features [B, seq, E]
@@ -156,6 +157,15 @@ class IPAdapterSource(SourceProvider):
             return feats[None].expand(feats.shape[0], *feats.shape)
         return feats[:, None]
 
+    def black_image_embeds(self, images: Tensor) -> Tensor:
+        """IP features of black images shaped like `images` [B, 3, S, S]: the same every step, so
+        encoded once per run (no gradient: nothing upstream of a constant image trains)."""
+        key = (tuple(images.shape), images.device, images.dtype)
+        if self._black_embeds is None or self._black_embeds[0] != key:
+            with torch.no_grad():
+                self._black_embeds = (key, self.image_embeds(torch.zeros_like(images)))
+        return self._black_embeds[1]
+
     def branches(self, ctx: StepContext) -> tuple[BranchInputs, BranchInputs]:
         ip = self.cfg.source.ip_adapter
         n = len(ctx.cameras)
@@ -168,7 +178,7 @@ class IPAdapterSource(SourceProvider):
             if ip.target_image == "render":
                 tgt_embeds, tgt_on = src_embeds, on
             elif ip.target_image == "black":
-                tgt_embeds, tgt_on = self.image_embeds(torch.zeros_like(images)), on
+                tgt_embeds, tgt_on = self.black_image_embeds(images), on
             else:  # "none": the paper's eps(z_t; y), the IP attention masked out for these views
                 tgt_embeds, tgt_on = torch.zeros_like(src_embeds), torch.zeros(n, device=images.device)
         target = BranchInputs(self.text(self.target_prompts(ctx)), tgt_embeds, tgt_on)
