@@ -38,7 +38,7 @@ EVAL_SETS = $(if $(JUDGE_URL),--set 'alignment.judge.kind=openai' --set 'alignme
 	$(if $(JUDGE_TEMPLATES),--set 'alignment.judge.templates=$(JUDGE_TEMPLATES)') \
 	$(if $(EVAL_SOURCE),--set 'source=$(EVAL_SOURCE)')
 
-.PHONY: help install demo benchmark status eval report test test-fast perf weights weights-eval methods toyworld-train clean-demo
+.PHONY: plan help install demo benchmark status eval report test test-fast perf weights weights-eval methods toyworld-train clean-demo
 
 help:
 	@echo "make demo     ToyBench on CPU: 5 methods on the self-trained ToyWorld prior, scored and reported (~10 min)"
@@ -46,6 +46,7 @@ help:
 	@echo "make benchmark METHOD=anchords-ipa-finetune   one method over the 300 T3Bench prompts"
 	@echo "make benchmark JOB=jobs/paper-table1.yaml EXECUTOR=slurm   a job file (several methods)"
 	@echo "               variables: PROMPTS SEEDS=0,1,2 MODELS EXECUTOR=local|ray|slurm LIMIT STEPS RESULTS"
+	@echo "make plan JOB=jobs/paper-table1.yaml   GPU-hours of a job (measured step times, else a FLOP lower bound)"
 	@echo "make status [JOB=paper-table1]   done / running / failed / pending per method and category"
 	@echo "make eval JOB=paper-table1 [EVAL_MODELS=t3bench]   score the job's finished runs (resumable)"
 	@echo "               judge: JUDGE_URL=http://localhost:8000/v1 JUDGE_MODEL=... [JUDGE_KEY_ENV=...]; EVAL_SOURCE=mesh"
@@ -77,6 +78,13 @@ benchmark: $(STAMP)
 		$(if $(PROMPTS),--prompts '$(PROMPTS)') $(if $(SEEDS),--seeds '$(SEEDS)') $(if $(MODELS),--models '$(MODELS)') \
 		$(if $(EXECUTOR),--executor '$(EXECUTOR)') $(if $(LIMIT),--limit '$(LIMIT)') $(if $(STEPS),--steps '$(STEPS)') \
 		--results '$(RESULTS)' $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run)
+
+# GPU-hours of a job's generation, from measured step times (else a labelled FLOP lower bound)
+plan: $(STAMP)
+	@test -n "$(JOB)$(METHOD)" || { echo "make plan: give JOB=jobs/<file>.yaml or METHOD=<method>" >&2; exit 2; }
+	$(PY) -m harness.cost $(if $(JOB),--job '$(JOB)') $(if $(METHOD),--method '$(METHOD)') \
+		$(if $(PROMPTS),--prompts '$(PROMPTS)') $(if $(SEEDS),--seeds '$(SEEDS)') $(if $(MODELS),--models '$(MODELS)') \
+		$(if $(LIMIT),--limit '$(LIMIT)') $(if $(STEPS),--steps '$(STEPS)')
 
 status: $(STAMP)
 	$(PY) -m harness status $(if $(JOB),'$(JOB)') --results '$(RESULTS)'
