@@ -133,11 +133,11 @@ def stages_to_score(run_dir: Path, cfg, set_name: str, stages, force_before: flo
     settings (UserError when one was scored with others). With force: every stage not re-scored
     since `force_before`, so a forced evaluation that was interrupted resumes instead of
     starting over."""
-    from metrics.evaluate import pending_stages, read_metrics
+    from metrics.evaluate import metrics_file, pending_stages, read_metrics
 
     if force_before is None:
         return pending_stages(run_dir, cfg, set_name, stages)
-    record = read_metrics(run_dir)
+    record = read_metrics(run_dir, metrics_file(cfg))
     return [s for s in stages if not _scored_since(record.get(s), force_before)]
 
 
