@@ -323,6 +323,39 @@ def evaluate_run(run_dir, cfg: EvalConfig, models, stages: Optional[Iterable[str
         lock.release()
 
 
+def evaluate_mesh_file(mesh_path, prompt: str, cfg: EvalConfig, models, stages: Optional[Iterable[str]] = None,
+                       force: bool = False) -> dict:
+    """Score a mesh file (e.g. one of T3Bench's own baseline exports, model.obj) exactly as the mesh
+    path scores a run's exported mesh. Writes <file>.eval/metrics_mesh.json (kept captions beside it)."""
+    from generators.mesh.io import read_mesh
+    from metrics.normalize import normalize_mesh
+
+    if cfg.source != "mesh":
+        raise UserError("a mesh file is scored on the mesh path: set source=mesh")
+    mesh_path = Path(mesh_path)
+    stages = tuple(stages) if stages is not None else T3BENCH_STAGES
+    if any(s in WORLD_FRAME_STAGES for s in stages):
+        raise UserError("the toybench stage scores Gaussian runs, not mesh files")
+    work = mesh_path.with_name(mesh_path.name + ".eval")
+    work.mkdir(exist_ok=True)
+    record = read_metrics(work, metrics_file(cfg))
+    todo = [s for s in stages if force or (record.get(s) or {}).get("status") != STATE_DONE
+            or (record.get(s) or {}).get("settings") != stage_settings(cfg, s)]
+    if not todo:
+        return record
+    normalized, frame = normalize_mesh(read_mesh(mesh_path))
+    record.update(format=FORMAT_VERSION, source="mesh-file", mesh_file=str(mesh_path), prompt=prompt,
+                  normalization=frame)
+    for stage in todo:
+        t0 = time.perf_counter()
+        entry = {"status": STATE_DONE, **_STAGE_FUNCS[stage](normalized, prompt, cfg, models, work)}
+        entry.update(model_set=models.set_name, settings=stage_settings(cfg, stage), device=str(models.device),
+                     wall_s=time.perf_counter() - t0, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        record[stage] = entry
+        atomic_write_json(work / metrics_file(cfg), record)
+    return record
+
+
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     """Run directories under `paths`: a path holding status.json, or every such folder below it."""
     found: list[Path] = []

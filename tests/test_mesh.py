@@ -162,3 +162,41 @@ def test_a_run_scored_on_its_mesh(tmp_path, monkeypatch):
     monkeypatch.setattr(export, "extract_mesh", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-exported")))
     again = evaluate_run(run, cfg, models, stages=("quality", "clip"), force=True)
     assert again["quality"]["score"] == pytest.approx(record["quality"]["score"])
+
+
+def test_a_mesh_file_is_scored_from_the_command_line(tmp_path, shell_mesh, capsys):
+    from metrics.__main__ import main
+
+    path = write_obj(tmp_path / "model.obj", shell_mesh)
+    code = main(["mesh", str(path), "--prompt", "a red and blue ball", "--models", "tiny", "--stages", "quality",
+                 "--set", "quality.icosphere_subdivisions=0", "--set", "quality.width=16", "--set", "quality.height=16",
+                 "--set", "quality.fov_y_deg=[60.0]"])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and isinstance(line["quality"], float)
+    kept = json.loads((tmp_path / "model.obj.eval" / "metrics_mesh.json").read_text())
+    assert kept["quality"]["num_views"] == 12 and kept["normalization"]["scale"] > 0
+
+
+def test_report_shows_both_ways_of_scoring_a_job(tmp_path):
+    from harness.plan import RunSpec
+    from harness.report import build_report
+
+    results = tmp_path / "results"
+    specs = []
+    for cat in ("single", "surr", "multi"):
+        spec = RunSpec("sds", "sds", cat, 0, f"a {cat} thing", 0, "sd15", {}, f"{cat}-0-sds")
+        d = spec.run_dir(results)
+        d.mkdir(parents=True)
+        (d / "status.json").write_text(json.dumps({"state": "done", "prompt": spec.prompt, "method": "sds", "seed": 0}))
+        for name, q in (("metrics.json", 40.0), ("metrics_mesh.json", 30.0)):
+            (d / name).write_text(json.dumps({"quality": {"status": "done", "score": q, "model_set": "t3bench"},
+                                              "alignment": {"status": "done", "score": 50.0, "rating": 3,
+                                                            "judge": {"name": "j"}, "captioner": {"id": "c"}},
+                                              "clip": {"status": "done", "score": 0.3}}))
+        specs.append(spec)
+    text = build_report("both", specs, results)["report"].read_text()
+    titles = [ln for ln in text.splitlines() if ln.startswith("## T3Bench quality only")]
+    assert len(titles) == 2 and "Gaussians rendered directly" in titles[0] and "exported meshes" in titles[1]
+    for title, q in zip(titles, (40.0, 30.0)):
+        line = next(ln for ln in text.split(title)[1].splitlines() if ln.startswith("| **sds**"))
+        assert f"{q:.1f} (n=3/3)" in line
