@@ -29,11 +29,16 @@ recomputed); a "done" stage computed with other settings is an error unless `for
 tiny-model score can never silently replace a real one. A stage recorded as "not-available" is
 tried again on the next call.
 
-Alignment interface (metrics/alignment.py, by its owner): the 12 views of
-`cfg.alignment_views` are rendered here, then
-    score_alignment(images: uint8 ndarray [12, H, W, 3], prompt, cfg.alignment, models.alignment)
-returns a JSON-safe dict. A judge endpoint that never answers (JudgeUnavailableError) records
-the stage as "failed" with the reason, to be retried; a missing rating is theirs to record.
+Alignment: the 12 views of `cfg.alignment_views` are rendered here and captioned by
+metrics.alignment.caption_views (kept in alignment_captions.json, keyed by captioner, settings and
+views), then judged by metrics.alignment.judge_captions. A judge endpoint that never answers
+(JudgeUnavailableError) records the stage as "failed" with the reason, to be retried from the
+kept captions; a missing rating is recorded as such.
+
+Source (EvalConfig.source): "gaussians" renders the run's Gaussians (metrics.json); "mesh" exports
+the run's mesh (generators.mesh, kept as mesh.ply), normalises it as T3Bench does and renders it
+with T3Bench's mesh renderer (metrics.mesh_render), into metrics_mesh.json. `evaluate_mesh_file`
+scores any mesh file the same way.
 """
 
 from __future__ import annotations
