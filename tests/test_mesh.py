@@ -200,3 +200,15 @@ def test_report_shows_both_ways_of_scoring_a_job(tmp_path):
     for title, q in zip(titles, (40.0, 30.0)):
         line = next(ln for ln in text.split(title)[1].splitlines() if ln.startswith("| **sds**"))
         assert f"{q:.1f} (n=3/3)" in line
+
+
+def test_rasterising_in_chunks_changes_nothing(shell_mesh, monkeypatch):
+    import metrics.mesh_render as mr
+
+    mesh, _ = normalize_mesh(shell_mesh)
+    cams = _camera([1.5, 1.2, 1.0], fov_deg=45.0, size=48)
+    whole = rasterize(mesh, cams.c2w[0], math.radians(45.0), 48, 48)
+    monkeypatch.setattr(mr, "PAIR_CHUNK", 97)  # many small chunks, boundaries inside faces' pixel lists
+    parts = rasterize(mesh, cams.c2w[0], math.radians(45.0), 48, 48)
+    assert (whole[0] >= 0).sum() > 100
+    assert torch.equal(whole[0], parts[0]) and torch.allclose(whole[1], parts[1])
