@@ -6,8 +6,8 @@ A synthetic run stands in for a generated one: N Gaussians on the surface of an 
 size (an ellipsoid body and a sphere head), sizes log-normal around 1% of the object, opacity
 0.9, colours by position. Steps timed: mesh export (density grid + marching cubes + colours),
 T3Bench normalisation, and rendering every view of the three protocols at 512 px (quality 162 x 5,
-alignment 12, CLIP 8) with metrics.mesh_render. Scoring is timed with the tiny metric models only
-(real ImageReward / BLIP-2 / CLIP weights are not on this machine): their CPU cost is not included.
+alignment 12, CLIP 8) with metrics.mesh_render. Scoring the images is not timed (the real ImageReward,
+BLIP-2 and CLIP weights are not on this machine). CPU time (time.process_time) of this process.
 Writes results/perf/mesh_path.json.
 """
 
