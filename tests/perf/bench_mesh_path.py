@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -51,6 +52,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = EvalConfig()
     out: dict = {"gaussians": args.gaussians, "resolution": args.resolution, "threads": args.threads,
+                 "load_average": os.getloadavg(),
                  "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)"}
     gs = synthetic_object(args.gaussians)
     t = time.process_time()
