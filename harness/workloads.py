@@ -205,10 +205,12 @@ def stages_to_score(run_dir: Path, cfg, set_name: str, stages, force_before: flo
     settings (UserError when one was scored with others). With force: every stage not re-scored
     since `force_before`, so a forced evaluation that was interrupted resumes instead of
     starting over."""
-    from harness.store import METRICS_FILE, read_record, stage_has_score
-    from metrics.evaluate import pending_stages
+    from harness.store import read_record, stage_has_score
+    from metrics.evaluate import metrics_file, pending_stages
 
-    record = read_record(Path(run_dir) / METRICS_FILE) or {}  # CorruptFileError: the file, what to do
+    # the scores of the source being scored (metrics.json, or metrics_mesh.json for the mesh path);
+    # CorruptFileError names the file and what to do
+    record = read_record(Path(run_dir) / metrics_file(cfg)) or {}
     if force_before is None:
         # a stage done without a number (no rating from the judge) is not scored: it is tried again
         pending = pending_stages(run_dir, cfg, set_name, stages)

@@ -1,7 +1,8 @@
 """Command line of the evaluation stage (T3Bench and CLIP score; ToyBench with --models toybench).
 
     python -m metrics eval RUN_DIR... [--models tiny] [--stages quality,clip] [--device cpu]
-                                      [--set quality.width=64 ...] [--force]
+                                      [--set quality.width=64 ...] [--set source=mesh] [--force]
+    python -m metrics mesh model.obj... --prompt "A pineapple" [--models ...]   # any mesh file, mesh path
     python -m metrics weights t3bench [--dry-run]   # fetch a metric model set (needs hub access);
                                                     # prints the total size first, one weight format
 
@@ -35,6 +36,20 @@ def build_config(models: str, device: str | None, overrides: list[str]):
         raise UserError(str(e)) from None
 
 
+def _score_mesh_files(args) -> int:
+    """`python -m metrics mesh`: each file scored, one JSON line per file with its scores."""
+    from metrics.evaluate import evaluate_mesh_file
+    from metrics.models import load_metric_models, parse_stages
+
+    stages = parse_stages(args.stages, args.models)
+    cfg = build_config(args.models, args.device, [*args.overrides, "source=mesh"])
+    models = load_metric_models(cfg.models, stages, cfg.device, cfg)
+    for path in args.meshes:
+        record = evaluate_mesh_file(path, args.prompt, cfg, models, stages, args.force)
+        print(json.dumps({"mesh": path, **{s: (record.get(s) or {}).get("score") for s in stages}}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from metrics.config import STAGES
 
@@ -49,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="EvalConfig override, e.g. quality.width=256 (repeatable)")
     ev.add_argument("--force", action="store_true", help="recompute the requested stages even if scored")
+    mf = sub.add_parser("mesh", help="score mesh files (e.g. T3Bench's own model.obj exports) on the mesh path")
+    mf.add_argument("meshes", nargs="+", help=".obj or .ply files")
+    mf.add_argument("--prompt", required=True, help="the prompt the meshes were made from")
+    mf.add_argument("--models", default="t3bench")
+    mf.add_argument("--stages", default=None)
+    mf.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    mf.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    mf.add_argument("--force", action="store_true")
     w = sub.add_parser("weights", help="download a metric model set into the Hugging Face cache")
     w.add_argument("set", help="metric model set name or yaml")
     w.add_argument("--dry-run", action="store_true", help="list the files and the total size, fetch nothing")
@@ -62,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from metrics.evaluate import evaluate_runs
         from metrics.models import parse_stages
+
+        if args.cmd == "mesh":
+            return _score_mesh_files(args)
 
         stages = parse_stages(args.stages, args.models)
         cfg = build_config(args.models, args.device, args.overrides)

@@ -93,10 +93,17 @@ def iter_views(gaussians, cameras: Cameras, render_cfg, background: tuple[float,
     """Yield (first view index, uint8 [c, H, W, 3]) chunks of at most `batch` views.
 
     Quantised to 8 bits like the PNGs T3Bench writes and scores. `gaussians` should already be
-    in the evaluation frame (metrics.normalize).
+    in the evaluation frame (metrics.normalize); a generators.mesh Mesh there is drawn by
+    metrics.mesh_render (T3Bench's mesh renderer) from the same cameras.
     """
+    from generators.mesh.mesh import Mesh
     from generators.render import render
 
+    if isinstance(gaussians, Mesh):  # the exported-mesh path: T3Bench's mesh renderer (metrics.mesh_render)
+        from metrics.mesh_render import iter_mesh_views
+
+        yield from iter_mesh_views(gaussians, cameras, background, batch)
+        return
     batch = max(1, int(batch))
     bg = torch.tensor(background, dtype=torch.float32, device=gaussians.device)
     for start in range(0, len(cameras), batch):

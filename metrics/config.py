@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from generators.config import ConfigError, RenderConfig, _build, config_to_dict, deep_merge
+from generators.mesh.extract import MeshExportConfig
 
 try:  # captioner + judge settings, owned by metrics.alignment
     from metrics.alignment import AlignmentConfig
@@ -141,6 +142,7 @@ class EvalConfig:
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)  # captioner + judge
     clip: ClipConfig = field(default_factory=ClipConfig)
     toybench: ToyBenchConfig = field(default_factory=ToyBenchConfig)
+    mesh: MeshExportConfig = field(default_factory=MeshExportConfig)  # source = mesh: how the mesh is made
     # renderer settings; each protocol's background replaces render.background
     render: RenderConfig = field(default_factory=RenderConfig)
 

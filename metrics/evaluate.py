@@ -29,11 +29,16 @@ recomputed); a "done" stage computed with other settings is an error unless `for
 tiny-model score can never silently replace a real one. A stage recorded as "not-available" is
 tried again on the next call.
 
-Alignment interface (metrics/alignment.py, by its owner): the 12 views of
-`cfg.alignment_views` are rendered here, then
-    score_alignment(images: uint8 ndarray [12, H, W, 3], prompt, cfg.alignment, models.alignment)
-returns a JSON-safe dict. A judge endpoint that never answers (JudgeUnavailableError) records
-the stage as "failed" with the reason, to be retried; a missing rating is theirs to record.
+Alignment: the 12 views of `cfg.alignment_views` are rendered here and captioned by
+metrics.alignment.caption_views (kept in alignment_captions.json, keyed by captioner, settings and
+views), then judged by metrics.alignment.judge_captions. A judge endpoint that never answers
+(JudgeUnavailableError) records the stage as "failed" with the reason, to be retried from the
+kept captions; a missing rating is recorded as such.
+
+Source (EvalConfig.source): "gaussians" renders the run's Gaussians (metrics.json); "mesh" exports
+the run's mesh (generators.mesh, kept as mesh.ply), normalises it as T3Bench does and renders it
+with T3Bench's mesh renderer (metrics.mesh_render), into metrics_mesh.json. `evaluate_mesh_file`
+scores any mesh file the same way.
 """
 
 from __future__ import annotations
@@ -107,8 +112,8 @@ def read_run(run_dir: Path) -> dict:
     return status
 
 
-def read_metrics(run_dir: Path) -> dict:
-    path = Path(run_dir) / METRICS_FILE
+def read_metrics(run_dir: Path, name: str = METRICS_FILE) -> dict:
+    path = Path(run_dir) / name
     if not path.is_file():
         return {}
     try:
@@ -126,13 +131,17 @@ def stage_settings(cfg: EvalConfig, stage: str) -> dict:
     if stage == "alignment":
         settings = {"views": config_to_dict(cfg.alignment_views), **settings}
         settings["views"] = {k: v for k, v in settings["views"].items() if k not in NON_RESULT_KEYS}
+    if cfg.source == "mesh":  # the mesh's making is part of what a mesh-path number depends on
+        from generators.mesh.export import export_settings
+
+        settings = {**settings, "source": "mesh", "mesh": export_settings(cfg.mesh)}
     return {k: v for k, v in settings.items() if k not in NON_RESULT_KEYS}
 
 
 def pending_stages(run_dir: Path, cfg: EvalConfig, set_name: str, stages: Iterable[str] = T3BENCH_STAGES,
                    force: bool = False) -> list[str]:
     """The stages of `stages` that still need computing for this run (UserError on a mismatch)."""
-    existing = read_metrics(run_dir)
+    existing = read_metrics(run_dir, metrics_file(cfg))
     todo = []
     for stage in stages:
         record = existing.get(stage)
@@ -141,7 +150,7 @@ def pending_stages(run_dir: Path, cfg: EvalConfig, set_name: str, stages: Iterab
             continue
         if record.get("model_set") != set_name or record.get("settings") != stage_settings(cfg, stage):
             raise UserError(
-                f"{run_dir / METRICS_FILE}: stage '{stage}' was scored with model set "
+                f"{run_dir / metrics_file(cfg)}: stage '{stage}' was scored with model set "
                 f"{record.get('model_set')!r} and other settings than now ({set_name!r}); "
                 f"re-score it explicitly with --force (python -m metrics eval --force ...)"
             )
@@ -258,6 +267,9 @@ def evaluate_run(run_dir, cfg: EvalConfig, models, stages: Optional[Iterable[str
     if unknown:
         raise UserError(f"unknown evaluation stage(s) {', '.join(unknown)} (valid: {', '.join(STAGES)})")
     status = read_run(run_dir)
+    out_file = metrics_file(cfg)
+    if cfg.source == "mesh" and any(s in WORLD_FRAME_STAGES for s in stages):
+        raise UserError("the toybench stage scores Gaussians in the world frame; the mesh source is for T3Bench stages")
     lock = FileLock(str(run_dir / f".{METRICS_FILE}.lock"))
     try:
         lock.acquire(timeout=0)
@@ -265,19 +277,28 @@ def evaluate_run(run_dir, cfg: EvalConfig, models, stages: Optional[Iterable[str
         raise UserError(f"{run_dir}: another process is evaluating this run") from None
     try:
         todo = pending_stages(run_dir, cfg, models.set_name, stages, force)
-        record = read_metrics(run_dir)
+        record = read_metrics(run_dir, out_file)
         if not todo:
             return record
         t_load = time.perf_counter()
         raw = load_ply(run_dir / RUN_FILES["ply"]).to(models.device)
-        normalized, frame = (normalize_gaussians(raw) if any(s not in WORLD_FRAME_STAGES for s in todo)
-                             else (None, record.get("normalization")))
+        if cfg.source == "mesh":  # export (or reuse) the run's mesh, normalise it as T3Bench does
+            from generators.mesh.export import run_mesh
+            from metrics.normalize import normalize_mesh
+
+            mesh, mesh_record = run_mesh(run_dir, cfg.mesh, raw)
+            normalized, frame = normalize_mesh(mesh)
+            record["mesh"] = mesh_record
+        else:
+            normalized, frame = (normalize_gaussians(raw) if any(s not in WORLD_FRAME_STAGES for s in todo)
+                                 else (None, record.get("normalization")))
         load_s = time.perf_counter() - t_load
         record.update(
             format=FORMAT_VERSION,
+            source=cfg.source,
             run={k: status.get(k) for k in ("prompt", "method", "seed", "models", "config_hash")},
             normalization=frame,
-            load_s=load_s,  # reading and normalising the Gaussians, shared by the stages
+            load_s=load_s,  # reading and normalising the Gaussians (and making the mesh), shared by the stages
         )
         for stage in todo:
             if log is not None:
@@ -296,7 +317,7 @@ def evaluate_run(run_dir, cfg: EvalConfig, models, stages: Optional[Iterable[str
                 finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             )
             record[stage] = entry
-            atomic_write_json(run_dir / METRICS_FILE, record)
+            atomic_write_json(run_dir / out_file, record)
             if log is not None:
                 shown = entry.get("score")
                 log(f"{run_dir}: {stage} {entry['status']}"
@@ -305,6 +326,39 @@ def evaluate_run(run_dir, cfg: EvalConfig, models, stages: Optional[Iterable[str
         return record
     finally:
         lock.release()
+
+
+def evaluate_mesh_file(mesh_path, prompt: str, cfg: EvalConfig, models, stages: Optional[Iterable[str]] = None,
+                       force: bool = False) -> dict:
+    """Score a mesh file (e.g. one of T3Bench's own baseline exports, model.obj) exactly as the mesh
+    path scores a run's exported mesh. Writes <file>.eval/metrics_mesh.json (kept captions beside it)."""
+    from generators.mesh.io import read_mesh
+    from metrics.normalize import normalize_mesh
+
+    if cfg.source != "mesh":
+        raise UserError("a mesh file is scored on the mesh path: set source=mesh")
+    mesh_path = Path(mesh_path)
+    stages = tuple(stages) if stages is not None else T3BENCH_STAGES
+    if any(s in WORLD_FRAME_STAGES for s in stages):
+        raise UserError("the toybench stage scores Gaussian runs, not mesh files")
+    work = mesh_path.with_name(mesh_path.name + ".eval")
+    work.mkdir(exist_ok=True)
+    record = read_metrics(work, metrics_file(cfg))
+    todo = [s for s in stages if force or (record.get(s) or {}).get("status") != STATE_DONE
+            or (record.get(s) or {}).get("settings") != stage_settings(cfg, s)]
+    if not todo:
+        return record
+    normalized, frame = normalize_mesh(read_mesh(mesh_path))
+    record.update(format=FORMAT_VERSION, source="mesh-file", mesh_file=str(mesh_path), prompt=prompt,
+                  normalization=frame)
+    for stage in todo:
+        t0 = time.perf_counter()
+        entry = {"status": STATE_DONE, **_STAGE_FUNCS[stage](normalized, prompt, cfg, models, work)}
+        entry.update(model_set=models.set_name, settings=stage_settings(cfg, stage), device=str(models.device),
+                     wall_s=time.perf_counter() - t0, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        record[stage] = entry
+        atomic_write_json(work / metrics_file(cfg), record)
+    return record
 
 
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:

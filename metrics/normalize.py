@@ -45,3 +45,17 @@ def normalize_gaussians(gaussians: Gaussians) -> tuple[Gaussians, dict]:
     out = Gaussians.from_state(state).to(gaussians.device)
     out.requires_grad_(False)
     return out, {"center": [float(c) for c in center], "scale": scale}
+
+
+def normalize_mesh(mesh) -> tuple:
+    """T3Bench's own normalisation of a mesh (render/meshrender.py): subtract the mean of the
+    vertices, divide by the largest absolute coordinate. -> (normalised copy, {"center", "scale"})."""
+    v = mesh.vertices.detach().double()
+    if v.shape[0] == 0 or not torch.isfinite(v).all():
+        raise UserError("cannot evaluate a mesh with no vertices, or with NaN / infinity in them")
+    center = v.mean(dim=0)
+    centred = v - center
+    scale = float(centred.abs().max())
+    if not scale > 0.0:
+        raise UserError("all mesh vertices sit at one point: nothing to normalise")
+    return mesh.with_vertices((centred / scale).float()), {"center": [float(c) for c in center], "scale": scale}
