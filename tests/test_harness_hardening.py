@@ -285,6 +285,9 @@ def test_a_stage_without_a_score_is_not_counted_as_scored(tmp_path, capsys):
     assert "1 scored, 1 not scored" in capsys.readouterr().out
     rows = collect_rows(specs, results)
     assert [r["status"] for r in rows] == ["scored", PARTIAL]  # the report agrees
+    from harness.store import stage_has_score
+
+    assert not stage_has_score({"status": "done", "score": float("nan")})  # nor is a NaN a score
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,7 +312,7 @@ def test_eval_racing_benchmark_force_never_writes_old_scores_into_the_new_run(tm
         assert _wait(lambda: (run_dir / "eval_executions.log").exists(), 60), "the scorer never started"
         time.sleep(0.5)  # well inside the 3 s scoring
         assert _bench(job, results, "--force") == 0  # while the old run is being scored
-        assert "harness eval` is scoring this run now" in capsys.readouterr().err
+        message = capsys.readouterr().err
         out, _ = scorer.communicate(timeout=60)
     finally:
         if scorer.poll() is None:
@@ -318,6 +321,7 @@ def test_eval_racing_benchmark_force_never_writes_old_scores_into_the_new_run(tm
     # not replaced under the scorer: the scores belong to the run they were computed from
     assert (run_dir / "status.json").read_bytes() == old_status
     assert json.loads((run_dir / "metrics.json").read_text())["clip"]["status"] == "done"
+    assert "harness eval` is scoring this run now" in message  # and the user is told why
     assert _bench(job, results, "--force") == 0  # now the forced redo happens
     assert not (run_dir / "metrics.json").exists()  # a new run, without the old run's scores
     (aside,) = run_dir.parent.glob(f"{run_dir.name}.replaced-*")
