@@ -280,9 +280,12 @@ def test_a_stage_without_a_score_is_not_counted_as_scored(tmp_path, capsys):
             "--workload", f"{__name__}:score_without_rating"]
     assert main(args) == 1
     out = capsys.readouterr().out
-    assert "1 scored, 1 not scored" in out and f"not scored: {specs[1].rel_dir}" in out
-    assert main(args) == 1  # the same answer on the next call (and the gap is tried again)
-    assert "1 scored, 1 not scored" in capsys.readouterr().out
+    assert "1 scored, 0 not scored, 1 without a score" in out
+    assert f"without a score (re-score with --force): {specs[1].rel_dir}  alignment: no rating" in out
+    log = (specs[1].run_dir(results) / "eval_executions.log").read_text()
+    assert main(args) == 1  # the same answer on the next call, and nothing recomputed
+    assert "1 scored, 0 not scored, 1 without a score" in capsys.readouterr().out
+    assert (specs[1].run_dir(results) / "eval_executions.log").read_text() == log
     rows = collect_rows(specs, results)
     assert [r["status"] for r in rows] == ["scored", PARTIAL]  # the report agrees
     from harness.store import stage_has_score
