@@ -329,3 +329,11 @@ def test_eval_racing_benchmark_force_never_writes_old_scores_into_the_new_run(tm
     assert not (run_dir / "metrics.json").exists()  # a new run, without the old run's scores
     (aside,) = run_dir.parent.glob(f"{run_dir.name}.replaced-*")
     assert json.loads((aside / "metrics.json").read_text())["clip"]["status"] == "done"
+
+
+def test_a_report_folder_that_cannot_be_written_is_answered_without_a_traceback(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert _bench(_job(tmp_path, ["a red apple"]), results) == 0
+    (results / "t" / "scores.parquet").mkdir()  # (as root, chmod cannot make it unwritable)
+    assert main(["report", "t", "--results", str(results)]) == 2
+    assert "cannot write the report of t" in capsys.readouterr().err
