@@ -24,7 +24,8 @@ class TrainablePart(Protocol):
     """A part of the guidance that trains inside the run loop (AnchorDS's adapter layer, VSD's LoRA).
 
     The loop adds its loss (`GuidanceStep.loss_finetune`) to the Gaussians' loss, backpropagates once,
-    then calls `step`; checkpoints hold `state_dict()` so a resumed run continues bit-identically.
+    then calls `step`; checkpoints hold `state_dict()` so a resumed run continues as if uninterrupted
+    (bit for bit with one CPU thread: generators/train.py).
     """
 
     def zero_grad(self) -> None: ...
