@@ -67,7 +67,7 @@ def check_generation_models(specs) -> None:
     components their methods use (MissingWeightsError naming what to fetch), so a job without
     weights fails once, with exit 2, instead of once per run. Embedded sets are built on demand."""
     from generators.methods import resolve_run_config
-    from generators.models.loader import _embedded_root, resolve_component
+    from generators.models.loader import resolve_component
     from generators.models.spec import load_set_spec
     from generators.train import required_components
 
