@@ -235,6 +235,7 @@ class Attempts:
         history.append({"attempt": self.count, "started": utc_stamp(), "host": socket.gethostname(),
                         "pid": os.getpid(), "executor": executor, **details, "outcome": None})
         self.history = history
+        self.user_error = None  # tried again: the user acted (a kill now leaves it interrupted)
         self.write(run_dir)
 
     def finish(self, run_dir: Path, outcome: str, reason: str | None = None, tb: str | None = None,
