@@ -46,8 +46,10 @@ def _settings(args, job_file: Path):
     from harness.benchmark import Settings
     from harness.jobs import load_job
 
+    # replace_plan: the demo's report is of the settings just given (a changed --steps or --suite
+    # replaces the demo job's plan; its earlier runs stay in the run store)
     settings = Settings(job=str(job_file), name=None, prompts=args.suite, models=args.models, steps=args.steps,
-                        seeds=[args.seed] if args.seed is not None else None, results=args.out)
+                        seeds=[args.seed] if args.seed is not None else None, results=args.out, replace_plan=True)
     if args.method:
         job = load_job(job_file)
         # one method instead of the job's: keep the job's settings, swap its methods

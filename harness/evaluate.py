@@ -43,10 +43,11 @@ class EvalPlan:
     mismatched: list = field(default_factory=list)  # [(RunSpec, reason)]: scored with other settings
     todo: list = field(default_factory=list)  # [RunSpec]: generated, some stage missing
     corrupt: list = field(default_factory=list)  # [(RunSpec, message)]: a file of the run cannot be read
+    no_score: list = field(default_factory=list)  # [(RunSpec, stages)]: every stage tried, some without a number
 
     @property
     def generated(self) -> int:
-        return len(self.scored) + len(self.mismatched) + len(self.todo) + len(self.corrupt)
+        return len(self.scored) + len(self.mismatched) + len(self.todo) + len(self.corrupt) + len(self.no_score)
 
 
 def load_job_and_plan(job: str, results: Path) -> tuple[Job, list[RunSpec]]:
@@ -74,7 +75,7 @@ def plan_eval(specs: list[RunSpec], results: Path, ev) -> EvalPlan:
     """Sort the runs (each run directory once) by what the evaluation has to do with them."""
     from generators.errors import CorruptFileError
     from harness.store import EVAL_ATTEMPTS_FILE, Attempts, is_done
-    from harness.workloads import eval_config, stages_to_score
+    from harness.workloads import eval_config, stages_to_score, stages_without_score
 
     cfg, set_name = eval_config(ev)
     plan = EvalPlan()
@@ -90,24 +91,34 @@ def plan_eval(specs: list[RunSpec], results: Path, ev) -> EvalPlan:
                 continue
             Attempts.read(run_dir, EVAL_ATTEMPTS_FILE)  # readable, or the run is reported here
             todo = stages_to_score(run_dir, cfg, set_name, ev.stages, ev.force_before)
+            gaps = [] if todo else stages_without_score(run_dir, ev.stages)
         except CorruptFileError as e:
             plan.corrupt.append((spec, str(e)))
             continue
         except UserError as e:
             plan.mismatched.append((spec, str(e)))
             continue
-        (plan.todo if todo else plan.scored).append(spec)
+        if gaps:
+            plan.no_score.append((spec, gaps))
+        else:
+            (plan.todo if todo else plan.scored).append(spec)
     return plan
 
 
 def _print_summary(name: str, plan: EvalPlan, results: Path, total: int) -> None:
-    from harness.store import EVAL_ATTEMPTS_FILE, read_json
+    from harness.store import EVAL_ATTEMPTS_FILE, METRICS_FILE, read_json
 
     print(f"eval {name}: {plan.generated} of {total} runs generated: {len(plan.scored)} scored, "
-          f"{len(plan.todo)} not scored, {len(plan.mismatched)} scored with other settings, "
-          f"{len(plan.corrupt)} with a corrupt file; {len(plan.not_generated)} not generated (not scored)")
+          f"{len(plan.todo)} not scored, {len(plan.no_score)} without a score (no number, e.g. no rating), "
+          f"{len(plan.mismatched)} scored with other settings, {len(plan.corrupt)} with a corrupt file; "
+          f"{len(plan.not_generated)} not generated (not scored)")
     for spec, message in plan.corrupt:  # every one: each needs the user
         print(f"  corrupt file: {spec.rel_dir}  {message}")
+    for spec, stages in plan.no_score[:LISTED]:
+        rec = read_json(spec.run_dir(results) / METRICS_FILE) or {}
+        why = "; ".join(f"{s}: {(rec.get(s) or {}).get('missing_reason') or (rec.get(s) or {}).get('reason') or 'no number'}"
+                        for s in stages)
+        print(f"  without a score (re-score with --force): {spec.rel_dir}  {why}")
     for spec in plan.todo[:LISTED]:
         rec = read_json(spec.run_dir(results) / EVAL_ATTEMPTS_FILE) or {}
         print(f"  not scored: {spec.rel_dir}  {rec.get('last_reason') or ''}")
@@ -115,7 +126,8 @@ def _print_summary(name: str, plan: EvalPlan, results: Path, total: int) -> None
         print(f"  other settings (use --force): {spec.rel_dir}  {reason}")
     for spec in plan.not_generated[:LISTED]:
         print(f"  not generated: {spec.rel_dir}  ({spec.label}, {spec.prompt!r}, seed {spec.seed})")
-    hidden = sum(max(0, n - LISTED) for n in (len(plan.todo), len(plan.mismatched), len(plan.not_generated)))
+    hidden = sum(max(0, n - LISTED) for n in (len(plan.todo), len(plan.no_score), len(plan.mismatched),
+                                              len(plan.not_generated)))
     if hidden:
         print(f"  ... and {hidden} more (python -m harness status {name})")
 

@@ -441,6 +441,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # RESULTS/<job>/ cannot be written: say where, no traceback
+        print(f"error: cannot write the report of {args.job} in {args.results}: {e}", file=sys.stderr)
+        return 2
     for problem in paths["problems"]:  # the report went on without these files
         print(f"warning: {problem}", file=sys.stderr)
     print(f"report: {paths['report']}\nscores: {paths['scores']}\nhtml:   {paths['html']}")

@@ -78,6 +78,24 @@ def _mapping(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _flat(value: Any) -> Any:
+    """A value a parquet column can hold whatever a file wrote: scalars as they are, anything else
+    (a list, a mapping) as its JSON text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _text(value: Any) -> Optional[str]:
+    if value is None or isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, (bool, int, float)) else _flat(value)
+
+
+def _numeric(value: Any) -> Any:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _record(path: Path, problems: list) -> Optional[dict]:
     """A run-store JSON file (harness.store.read_record); a corrupt one is named in `problems`."""
     from generators.errors import CorruptFileError
@@ -197,7 +215,7 @@ def _stage_columns(stage: str, rec: Any) -> dict:
     out[f"{stage}_reason"] = rec.get("reason") or rec.get("missing_reason")
     out[stage] = float(score) if stage_has_score(rec) else None
     out[f"{stage}_model_set"] = rec.get("model_set")
-    out[f"{stage}_eval_s"] = sum(v for v in (rec.get("timing") or {}).values() if isinstance(v, (int, float))) or None
+    out[f"{stage}_eval_s"] = sum(v for v in _mapping(rec.get("timing")).values() if isinstance(v, (int, float))) or None
     if stage == "quality":
         out["quality_model"] = _model_name(rec.get("model"))
     elif stage == "alignment":
@@ -261,7 +279,7 @@ def _toybench_columns(rec: Any, run_dir: Path, problems: list) -> dict:
     out["toybench_judge"] = model.get("judge_architecture") or model.get("judge")
     settings = rec.get("settings")
     out["toybench_settings"] = json.dumps(settings, sort_keys=True, default=str) if settings else None
-    out["toybench_eval_s"] = sum(v for v in (rec.get("timing") or {}).values() if isinstance(v, (int, float))) or None
+    out["toybench_eval_s"] = sum(v for v in _mapping(rec.get("timing")).values() if isinstance(v, (int, float))) or None
     out["toybench_views_png"] = readable_picture(run_dir / TOYBENCH_VIEWS_FILE, problems)
     return out
 
@@ -304,15 +322,18 @@ def collect_row(identity: dict, source: str = "gaussians") -> dict:
     if row["benchmark"] == TOYBENCH or toy is not None:
         row.update(_toybench_columns(toy, run_dir, problems))
     row["status"], row["reason"] = _state(row, status, metrics if isinstance(metrics, dict) else None, attempts)
+    row["reason"] = _text(row["reason"])
     if corrupt:
         row["status"], row["reason"] = CORRUPT, "; ".join(corrupt)
     status = status or {}
     row["run_state"] = status.get("state")
     for key in ("wall_time_s", "seconds_per_step", "num_gaussians", "peak_memory_mb", "steps", "device"):
-        row[key] = status.get(key)
+        row[key] = _text(status.get(key)) if key == "device" else _numeric(status.get(key))
     row["models_resolved"] = json.dumps(status.get("models_resolved") or {}, sort_keys=True, default=str)
     row["views_png"] = readable_picture(run_dir / RUN_FILES["grid"], problems)
     row["problems"] = "; ".join(corrupt + problems) or None
+    for key, value in row.items():  # what a hand-edited or foreign file holds must not break the table
+        row[key] = _text(value) if key.endswith(("_reason", "_status", "_model_set")) else _flat(value)
     return row
 
 

@@ -26,6 +26,7 @@ truncated or of the wrong shape is reported for its run with the file and what t
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import tempfile
@@ -144,11 +145,11 @@ def read_record(path: Path) -> dict | None:
 def stage_has_score(record) -> bool:
     """A metrics.json stage record that is done and holds a number: what "scored" means everywhere
     (eval's counts and exit code, the report's rows). A done stage without a number (a judge that
-    gave no rating) is a gap, not a score."""
+    gave no rating) is a gap, not a score; so is a NaN or infinite one."""
     if not isinstance(record, dict) or record.get("status", "done") != DONE:
         return False
     score = record.get("score")
-    return isinstance(score, (int, float)) and not isinstance(score, bool)
+    return isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score)
 
 
 def ensure_writable(results: Path) -> None:
@@ -234,6 +235,7 @@ class Attempts:
         history.append({"attempt": self.count, "started": utc_stamp(), "host": socket.gethostname(),
                         "pid": os.getpid(), "executor": executor, **details, "outcome": None})
         self.history = history
+        self.user_error = None  # tried again: the user acted (a kill now leaves it interrupted)
         self.write(run_dir)
 
     def finish(self, run_dir: Path, outcome: str, reason: str | None = None, tb: str | None = None,

@@ -69,7 +69,7 @@ def check_generation_models(specs) -> None:
     components their methods use (MissingWeightsError naming what to fetch), so a job without
     weights fails once, with exit 2, instead of once per run. Embedded sets are built on demand."""
     from generators.methods import resolve_run_config
-    from generators.models.loader import _embedded_root, resolve_component
+    from generators.models.loader import resolve_component
     from generators.models.spec import load_set_spec
     from generators.train import required_components
 
@@ -189,9 +189,7 @@ def _scored_since(entry, since: float) -> bool:
     rather than wrongly kept)."""
     from datetime import datetime
 
-    from harness.store import stage_has_score
-
-    if not stage_has_score(entry):
+    if not isinstance(entry, dict) or entry.get("status") != "done":
         return False
     try:
         finished = datetime.strptime(str(entry.get("finished_at")), FINISHED_AT_FORMAT).timestamp()
@@ -205,17 +203,25 @@ def stages_to_score(run_dir: Path, cfg, set_name: str, stages, force_before: flo
     settings (UserError when one was scored with others). With force: every stage not re-scored
     since `force_before`, so a forced evaluation that was interrupted resumes instead of
     starting over."""
-    from harness.store import read_record, stage_has_score
+    from harness.store import read_record
     from metrics.evaluate import metrics_file, pending_stages
 
     # the scores of the source being scored (metrics.json, or metrics_mesh.json for the mesh path);
     # CorruptFileError names the file and what to do
     record = read_record(Path(run_dir) / metrics_file(cfg)) or {}
     if force_before is None:
-        # a stage done without a number (no rating from the judge) is not scored: it is tried again
-        pending = pending_stages(run_dir, cfg, set_name, stages)
-        return [s for s in stages if s in pending or not stage_has_score(record.get(s))]
+        return pending_stages(run_dir, cfg, set_name, stages)
     return [s for s in stages if not _scored_since(record.get(s), force_before)]
+
+
+def stages_without_score(run_dir: Path, stages) -> list[str]:
+    """The requested stages that hold no number yet: not computed, failed, or done without one (a
+    judge that gave no rating). Such a run is not scored, in eval's count as in the report; a done
+    stage is not recomputed by itself (the judge would likely answer alike): --force re-scores it."""
+    from harness.store import METRICS_FILE, read_record, stage_has_score
+
+    record = read_record(Path(run_dir) / METRICS_FILE) or {}
+    return [s for s in stages if not stage_has_score(record.get(s))]
 
 
 def _eval_result(record: dict, stages, computed: list[str]) -> dict:
@@ -252,9 +258,7 @@ def evaluate(spec, run_dir: Path, show_progress: bool = False, evaluation=None) 
         from tqdm.auto import tqdm
 
         log = tqdm.write
-    # force: exactly the stages of `todo` (already checked against the settings), including a
-    # stage done without a score, which evaluate_run would otherwise keep
-    record = evaluate_run(run_dir, cfg, models, todo, force=True, log=log)
+    record = evaluate_run(run_dir, cfg, models, todo, force=evaluation.force_before is not None, log=log)
     return _eval_result(record, evaluation.stages, todo)
 
 

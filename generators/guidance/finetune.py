@@ -25,7 +25,8 @@ class TrainablePart(Protocol):
 
     The loop adds its loss (`GuidanceStep.loss_finetune`) to the Gaussians' loss, backpropagates once,
     then calls `step` (with the run's `torch.amp.GradScaler` when the loss was scaled: fp16);
-    checkpoints hold `state_dict()` so a resumed run continues bit-identically.
+    checkpoints hold `state_dict()` so a resumed run continues as if uninterrupted (bit for bit
+    with one CPU thread: generators/train.py).
     """
 
     def zero_grad(self) -> None: ...
