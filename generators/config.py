@@ -309,7 +309,7 @@ class FinetuneConfig:
 
 @dataclass
 class GuidanceConfig:
-    """The one score-distillation computation shared by every method (design.md)."""
+    """The one score-distillation computation shared by every method (docs/design.md)."""
 
     guidance_scale: float = 100.0
     # threestudio: eps_tgt + s (eps_tgt - eps_src)  (= diffusers scale s + 1)

@@ -1,6 +1,6 @@
 """The report's tables, from the per-run rows (harness.report_collect) and the published rows.
 
-T3Bench aggregation (t3bench-protocol.md section 4): per category Quality = mean q over scored
+T3Bench aggregation (docs/t3bench.md section 1): per category Quality = mean q over scored
 prompts, Alignment = (mean rating - 1) / 4 * 100 over rated prompts, Avg_cat = (Q + A) / 2, and
 All = mean of Avg_single, Avg_surr, Avg_multi. Every cell carries its count "(n=k/N)": k runs
 with a number out of N expected, so a partial table can never pass for a full one.

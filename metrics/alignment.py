@@ -5,7 +5,7 @@
     record = score_alignment(images, prompt, cfg, models)     # images [12, H, W, 3]
     record["score"]                                           # (rating - 1) / 4 * 100, or None
 
-Category alignment (t3bench-protocol.md section 3, step 5) = (mean rating - 1) / 4 * 100 over the
+Category alignment (docs/t3bench.md section 1) = (mean rating - 1) / 4 * 100 over the
 prompts that have a rating (`category_alignment`); T3Bench's code prints only the mean rating, the
 mapping comes from the maintainer (T3Bench issue #1, paper section 4.2). The mapping is linear,
 so the mean of per-run scores equals the score of the mean rating.

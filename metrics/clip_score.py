@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# Tiny open_clip model (environment.md section 4): same CLIP family, 1.7M parameters, 32 px.
+# Tiny open_clip model: same CLIP family, 1.7M parameters, 32 px.
 TINY_CLIP_CONFIG = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 16},

@@ -1,7 +1,7 @@
 """Typed configuration of the evaluation stage: camera protocols, scoring settings, model set.
 
 Every constant of a protocol lives here with the value T3Bench (or our documented choice) uses;
-`t3bench-protocol.md` is the source for the quality and alignment protocols. Model-specific
+`docs/t3bench.md` describes the quality and alignment protocols. Model-specific
 constants (architecture, standardisation of ImageReward, CLIP model and pretrained tag) live in
 the metric model set files `metrics/model_sets/*.yaml`, because they describe the weights.
 
@@ -38,7 +38,7 @@ T3BENCH_STAGES = ("quality", "alignment", "clip")  # what a metric set computes 
 
 @dataclass
 class QualityConfig:
-    """T3Bench quality (run_eval_quality.py + render/meshrender.py), t3bench-protocol.md section 2."""
+    """T3Bench quality (run_eval_quality.py + render/meshrender.py), docs/t3bench.md section 1."""
 
     icosphere_subdivisions: int = 2  # trimesh.creation.icosphere(subdivisions=2): 162 camera points
     radius: float = 2.2  # camera distance from the origin (object normalised to [-1, 1]^3)
@@ -58,7 +58,7 @@ class QualityConfig:
 
 @dataclass
 class AlignmentViewsConfig:
-    """Views of T3Bench alignment (render/meshrender_cap.py), t3bench-protocol.md section 3.
+    """Views of T3Bench alignment (render/meshrender_cap.py), docs/t3bench.md section 1.
 
     The captioner and judge settings are `metrics.alignment.AlignmentConfig` (EvalConfig.alignment).
     """

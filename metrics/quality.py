@@ -1,6 +1,6 @@
 """T3Bench quality: ImageReward over 162 icosphere points x 5 fields of view, smoothed, best point.
 
-run_eval_quality.py, step by step (t3bench-protocol.md section 2):
+run_eval_quality.py, step by step (docs/t3bench.md section 1):
   1. score every view with ImageReward-v1.0 (standardised scores);
   2. per point, keep the best field of view: s_v = max_f score[v, f];
   3. 3 rounds of regional averaging over the icosphere 1-ring (metrics.icosphere);

@@ -228,7 +228,7 @@ def _write_tokenizer(out_dir: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "vocab.json").write_text(json.dumps(vocab, sort_keys=True))
         (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
-        # without model_max_length the pipelines overflow (environment.md section 3)
+        # without model_max_length the pipelines overflow (OverflowError: int too big to convert)
         tok = CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77)
     tok.save_pretrained(out_dir)
 

@@ -58,7 +58,7 @@ def build_tokenizer(max_length: int = 77):
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
         (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
-        # without model_max_length the diffusers pipelines overflow (environment.md section 3)
+        # without model_max_length the diffusers pipelines overflow (OverflowError: int too big to convert)
         return CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=max_length)
 
 

@@ -8,7 +8,7 @@
 #
 # As root, without systemd (daemons are started by hand). Accounting (slurmdbd + mariadb) is on,
 # so sacct and submitit's job states work (without it every job state reads UNKNOWN).
-# Recipe: /work/shared/reference/environment.md section 8.
+# Debian bookworm's slurm 22.05 + munge + slurmdbd/mariadb; no systemd, no cgroups (linuxproc).
 set -euo pipefail
 
 STATE=/run/harness-slurm          # PID of mariadbd, the database password
