@@ -4,14 +4,18 @@
     gaussians.ply       the 3D Gaussians in the standard 3DGS layout
     views.png           a grid of `views.grid_views` renders around the object
     turntable.gif       `views.turntable_frames` frames at `views.turntable_fps`
-    train_log.parquet   one row per logged step
-    status.json         written last and atomically: the run is done only when this says so
+    train_log.parquet   one row per logged step (rewritten at every checkpoint, so it is readable while running)
+    progress.json       step, steps, loss, Gaussian count, s/step, ETA: rewritten at every checkpoint
+    status.json         written last and atomically: the run is done only when this says so; it
+                        records the code version (git commit) and package versions (run_provenance)
 """
 
 from __future__ import annotations
 
 import io
 import math
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +24,8 @@ from PIL import Image
 from generators.cameras import orbit_cameras
 from generators.config import RenderConfig, ViewsConfig
 from generators.gaussians import Gaussians
-from generators.io import atomic_write, atomic_write_bytes
+from generators.io import atomic_write, atomic_write_bytes, atomic_write_json
+from generators.provenance import run_provenance  # noqa: F401  (status.json, via train.py)
 from generators.render import render
 
 RUN_FILES = {
@@ -29,6 +34,7 @@ RUN_FILES = {
     "grid": "views.png",
     "turntable": "turntable.gif",
     "log": "train_log.parquet",
+    "progress": "progress.json",
     "status": "status.json",
     "checkpoint": "checkpoints/last.pt",
 }
@@ -85,3 +91,22 @@ def write_log(path, rows: list[dict]) -> None:
 
     df = pd.DataFrame(rows)
     atomic_write(path, lambda p: df.to_parquet(p, index=False))
+
+
+PROGRESS_WINDOW = 20  # logged steps the s/step estimate averages (recent ones: densification slows steps)
+
+
+def write_progress(run_dir, step: int, steps: int, log: list[dict]) -> dict:
+    """At a checkpoint: progress.json (step k of N, last loss, Gaussians, s/step over the recent
+    logged steps, ETA) and the train log so far. Returns the progress record."""
+    recent = [r["step_time_s"] for r in log[-PROGRESS_WINDOW:] if r.get("step_time_s") is not None]
+    sps = sum(recent) / len(recent) if recent else None
+    last = log[-1] if log else {}
+    progress = {"step": step, "steps": steps, "loss": last.get("loss"), "num_gaussians": last.get("num_gaussians"),
+                "seconds_per_step": sps, "eta_s": None if sps is None else sps * max(0, steps - step),
+                "updated_at": time.time()}
+    run_dir = Path(run_dir)
+    atomic_write_json(run_dir / RUN_FILES["progress"], progress)
+    if log:
+        write_log(run_dir / RUN_FILES["log"], log)
+    return progress

@@ -32,7 +32,7 @@ from generators.errors import UserError
 from generators.gaussians import Gaussians
 from generators.guidance import Guidance, source_components
 from generators.io import atomic_torch_save, atomic_write_json, atomic_write_text
-from generators.outputs import RUN_FILES, write_log, write_views
+from generators.outputs import RUN_FILES, run_provenance, write_log, write_progress, write_views
 from generators.render import render
 from generators.schedules import schedule_value
 
@@ -248,6 +248,7 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
             progress(state.step, cfg.steps, row)
         if state.step % cfg.checkpoint_every == 0 or state.step == last:
             save_checkpoint(ckpt_path, cfg, state, guidance)
+            write_progress(run_dir, state.step, cfg.steps, state.log)  # progress.json + train log so far
     return state
 
 
@@ -269,7 +270,7 @@ def run_generation(cfg: RunConfig, run_dir: str | Path, *, show_progress: bool =
     run_dir.mkdir(parents=True, exist_ok=True)
     status: dict = {"state": STATUS_RUNNING, "method": cfg.method, "prompt": cfg.prompt, "seed": cfg.seed,
                     "models": cfg.models, "steps": cfg.steps, "config_hash": config_hash(cfg),
-                    "device": str(device), "models_resolved": getattr(models, "resolved", {})}
+                    "device": str(device), "models_resolved": getattr(models, "resolved", {}), **run_provenance()}
     atomic_write_text(run_dir / RUN_FILES["config"], yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     atomic_write_json(run_dir / RUN_FILES["status"], status)
 

@@ -1,0 +1,85 @@
+"""Progress you can see while a job runs: progress.json and the train log at every checkpoint,
+`harness status` with step k/N, ETAs and runs made by another code version."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from generators.config import deep_merge
+from generators.methods import resolve_run_config
+from generators.models.loader import load_models
+from generators.outputs import RUN_FILES, write_progress
+from generators.train import required_components, run_generation
+from harness.plan import RunSpec
+from harness.status import DONE, PENDING, RUNNING, JobStatus, RunProgress, job_eta, job_status, render_status
+from harness.store import run_lock
+
+SMALL = {"checkpoint_every": 2, "camera": {"batch_size": 1, "width": 32, "height": 32},
+         "init": {"kind": "ball", "ball_points": 200, "ball_radius": 0.6},
+         "views": {"width": 32, "height": 32, "turntable_frames": 2, "grid_views": 2}}
+
+
+def test_a_stopped_run_has_progress_and_train_log_of_its_last_checkpoint(tmp_path):
+    cfg = resolve_run_config("sds", prompt="a red apple", seed=0, models="tiny",
+                             overrides=deep_merge(SMALL, {"steps": 6, "log_every": 1}))
+    models = load_models("tiny", required_components(cfg), "cpu")
+    status = run_generation(cfg, tmp_path, show_progress=False, models=models, stop_after=4)
+    assert status["state"] == "stopped"
+    assert status["code_version"] and "torch" in status["packages"]  # provenance in status.json
+    progress = json.loads((tmp_path / RUN_FILES["progress"]).read_text())
+    assert progress["step"] == 4 and progress["steps"] == 6
+    assert progress["seconds_per_step"] > 0 and progress["eta_s"] == pytest.approx(2 * progress["seconds_per_step"])
+    assert progress["num_gaussians"] > 0 and progress["loss"] is not None
+    log = pd.read_parquet(tmp_path / RUN_FILES["log"])
+    assert log["step"].tolist() == [0, 1, 2, 3]
+
+
+def test_write_progress_averages_recent_step_times(tmp_path):
+    log = [{"step": i, "loss": 1.0, "num_gaussians": 10, "step_time_s": 100.0 if i < 5 else 1.0} for i in range(30)]
+    p = write_progress(tmp_path, 30, 130, log)
+    assert p["seconds_per_step"] == pytest.approx(1.0)  # the last 20 logged steps only
+    assert p["eta_s"] == pytest.approx(100.0)
+
+
+def _spec(i: int) -> RunSpec:
+    return RunSpec("sds", "sds", "single", i, f"prompt {i}", 0, "tiny", {}, f"run-{i}")
+
+
+def test_status_reads_progress_of_running_runs_and_other_code_versions(tmp_path, capsys):
+    specs = [_spec(i) for i in range(4)]
+    done, other, running = (s.run_dir(tmp_path) for s in specs[:3])
+    for d, version in ((done, None), (other, "0123456789abcdef-old")):
+        d.mkdir(parents=True)
+        from generators.provenance import code_version
+
+        (d / "status.json").write_text(json.dumps({"state": "done", "wall_time_s": 100.0,
+                                                   "code_version": version or code_version()}))
+    running.mkdir(parents=True)
+    (running / "status.json").write_text(json.dumps({"state": "running"}))
+    (running / "progress.json").write_text(json.dumps({"step": 30, "steps": 100, "seconds_per_step": 0.5,
+                                                       "eta_s": 35.0, "loss": 0.25, "num_gaussians": 1234}))
+    with run_lock(running):  # a worker holds it: the run is running
+        st = job_status(specs, tmp_path, max_attempts=3)
+        render_status(st, "job")
+    out = capsys.readouterr().out
+    assert [r.step for r in st.running] == [30] and st.running[0].eta_s == 35.0
+    assert [s.run_id for s, _ in st.other_code] == ["run-1"]
+    assert "step 30/100" in out and "ETA 35s" in out and "1234 Gaussians" in out
+    assert "another code version" in out and "reuse policy" in out
+    # 1 running (35 s left) + 1 pending at the median finished run time (100 s), 1 run at a time
+    assert job_eta(st) == pytest.approx(135.0)
+    assert "job ETA: 2m15s" in out
+
+
+def test_job_eta_spreads_work_over_the_running_runs():
+    st = JobStatus()
+    st.counts[("sds", "single")] = Counter({RUNNING: 2, PENDING: 2, DONE: 0})
+    st.running = [RunProgress(_spec(0), 10, 100, 1.0, 90.0), RunProgress(_spec(1), 50, 100, 1.0, 50.0)]
+    # no finished run yet: a run takes steps x s/step = 100 s; (90 + 50 + 2 x 100) / 2 at once
+    assert job_eta(st) == pytest.approx(170.0)
+    assert job_eta(JobStatus()) == 0.0  # nothing planned, nothing left
