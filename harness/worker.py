@@ -19,6 +19,8 @@ within the invocation, it would end the same way.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 from pathlib import Path
@@ -43,6 +45,7 @@ from harness.store import (
     run_lock,
 )
 from harness.workloads import DEFAULT_WORKLOAD, load_workload
+from harness.logs import get_logger
 
 CACHED, LOCKED, STOPPED = "cached", "locked", "stopped"
 NOT_GENERATED = "not-generated"  # an eval outcome: the run's generation is not done
@@ -78,8 +81,22 @@ class WorkerOptions:
 
 
 def execute_run(spec: RunSpec, opts: WorkerOptions) -> str:
-    if opts.evaluation is not None:
-        return execute_eval(spec, opts)
+    """Run (or score) one spec; logs its outcome with a timestamp and level (harness.logs)."""
+    log = get_logger(__name__)
+    t0 = time.monotonic()
+    kind = "eval" if opts.evaluation is not None else "run"
+    try:
+        outcome = execute_eval(spec, opts) if opts.evaluation is not None else _execute_run(spec, opts)
+    except BaseException as e:
+        log.warning("%s %s: interrupted (%s) after %.1f s", kind, spec.rel_dir, type(e).__name__, time.monotonic() - t0)
+        raise
+    if outcome != CACHED:
+        log.log(logging.WARNING if outcome == FAILED else logging.INFO, "%s %s: %s (%.1f s)", kind, spec.rel_dir,
+                outcome, time.monotonic() - t0)
+    return outcome
+
+
+def _execute_run(spec: RunSpec, opts: WorkerOptions) -> str:
     run_dir = spec.run_dir(opts.results)
     if opts.force_before is None and is_done(run_dir):
         return CACHED  # the common case on a re-run: no lock file touched
@@ -125,6 +142,8 @@ def _execute_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
             return FAILED
         except Exception as e:  # recorded and retried; the next run goes on regardless
             attempts.finish(run_dir, FAILED, f"{type(e).__name__}: {e}", format_traceback(e))
+            get_logger(__name__).warning("run %s: attempt %d failed: %s: %s", spec.rel_dir, attempts.failures,
+                                         type(e).__name__, e)
             continue
         except BaseException as e:  # Ctrl-C, a SLURM preemption's exit: resumable, not a failure
             attempts.finish(run_dir, INTERRUPTED, f"{type(e).__name__}: {e}")

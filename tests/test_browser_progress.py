@@ -83,3 +83,23 @@ def test_job_eta_spreads_work_over_the_running_runs():
     # no finished run yet: a run takes steps x s/step = 100 s; (90 + 50 + 2 x 100) / 2 at once
     assert job_eta(st) == pytest.approx(170.0)
     assert job_eta(JobStatus()) == 0.0  # nothing planned, nothing left
+
+
+def test_worker_logs_carry_utc_timestamps_and_levels(tmp_path, capsys):
+    from harness.workloads import COUNTER_FAIL_WORD
+    from harness.worker import WorkerOptions, execute_run
+
+    opts = WorkerOptions(results=str(tmp_path), max_attempts=1, workload="harness.workloads:counter")
+    ok = RunSpec("counter", "counter", "single", 0, "fine", 0, "tiny", {"steps": 2}, "ok")
+    bad = RunSpec("counter", "counter", "single", 1, f"{COUNTER_FAIL_WORD} here", 0, "tiny", {"steps": 3}, "bad")
+    assert execute_run(ok, opts) == "done" and execute_run(bad, opts) == "failed"
+    assert execute_run(ok, opts) == "cached"  # a cached run logs nothing
+    lines = capsys.readouterr().err.strip().splitlines()
+    import re
+
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    assert re.fullmatch(stamp + r" INFO \[pid \d+\] harness\.worker: run runs/counter/single/ok: done \(\d+\.\d s\)",
+                        lines[0]), lines
+    assert re.fullmatch(stamp + r" WARNING .*attempt 1 failed: RuntimeError: .*", lines[1]), lines
+    assert re.fullmatch(stamp + r" WARNING .*run runs/counter/single/bad: failed .*", lines[2]), lines
+    assert len(lines) == 3
