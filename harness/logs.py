@@ -28,13 +28,14 @@ ROOT = "harness"
 
 
 class _TqdmHandler(logging.StreamHandler):
-    """Writes above any tqdm bar of this process instead of through it."""
+    """Writes above any tqdm bar of this process instead of through it, to the current stderr
+    (not the one of the moment it was made: a redirected stderr gets the lines)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             from tqdm import tqdm
 
-            tqdm.write(self.format(record), file=self.stream or sys.stderr)
+            tqdm.write(self.format(record), file=sys.stderr)
         except Exception:
             self.handleError(record)
 

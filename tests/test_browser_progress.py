@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -95,8 +96,6 @@ def test_worker_logs_carry_utc_timestamps_and_levels(tmp_path, capsys):
     assert execute_run(ok, opts) == "done" and execute_run(bad, opts) == "failed"
     assert execute_run(ok, opts) == "cached"  # a cached run logs nothing
     lines = capsys.readouterr().err.strip().splitlines()
-    import re
-
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
     assert re.fullmatch(stamp + r" INFO \[pid \d+\] harness\.worker: run runs/counter/single/ok: done \(\d+\.\d s\)",
                         lines[0]), lines
