@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m metrics", description="T3Bench quality/alignment and CLIP score")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    ev = sub.add_parser("eval", help="score finished runs")
+    ev = sub.add_parser("eval", help="score finished runs",
+                        description="Score finished run directories with a metric model set; writes each run's "
+                                    "metrics.json (stages already scored with the same settings are kept).")
     ev.add_argument("runs", nargs="+", help="run directories, or folders holding run directories")
     ev.add_argument("--models", default="t3bench", help="metric model set name or yaml (default t3bench)")
     ev.add_argument("--stages", default=None, help=f"comma-separated subset of {','.join(STAGES)} "
@@ -48,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="EvalConfig override, e.g. quality.width=256 (repeatable)")
     ev.add_argument("--force", action="store_true", help="recompute the requested stages even if scored")
-    w = sub.add_parser("weights", help="download a metric model set into the Hugging Face cache")
+    w = sub.add_parser("weights", help="download a metric model set into the Hugging Face cache",
+                       description="Download every model of a metric model set (e.g. t3bench: ImageReward, "
+                                   "BLIP-2, CLIP ViT-L/14) into the Hugging Face cache.")
     w.add_argument("set", help="metric model set name or yaml")
     args = parser.parse_args(argv)
     try:
