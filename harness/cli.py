@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true",
                    help="re-run finished runs (the old directories are moved aside, never deleted)")
     b.add_argument("--retry-failed", action="store_true", help="retry runs that reached max_attempts failures")
+    b.add_argument("--other-code", choices=["reuse", "rerun"], default="reuse",
+                   help="finished runs made by another code version (git commit; `status` lists them): reuse "
+                        "them as done (default), or rerun them (the old folders are moved aside, never deleted)")
     b.add_argument("--dry-run", action="store_true", help="print the plan and exit; nothing is run or written")
     b.add_argument("--no-wait", action="store_true", help="slurm: submit and return (follow with `status`)")
     b.add_argument("--workload", default=None, help=argparse.SUPPRESS)  # tests: module:function per run
@@ -151,7 +154,8 @@ def cmd_benchmark(args) -> int:
     settings = Settings(job=args.job, methods=methods, name=args.name, prompts=args.prompts, seeds=args.seeds,
                         models=args.models, executor=args.executor, limit=args.limit, steps=args.steps,
                         max_attempts=args.max_attempts, overrides=overrides, results=args.results,
-                        force=args.force, retry_failed=args.retry_failed, dry_run=args.dry_run,
+                        force=args.force, retry_failed=args.retry_failed, other_code=args.other_code,
+                        dry_run=args.dry_run,
                         wait=not args.no_wait, workload=args.workload or DEFAULT_WORKLOAD)
     job, specs, outcomes = benchmark(settings)
     if args.dry_run:

@@ -7,7 +7,8 @@ Progress: a running run rewrites progress.json at every checkpoint (generators/o
 step k of N, loss, Gaussians, s/step, ETA); status shows each running run at step k/N with its
 ETA, and the job's ETA from the measured step times (job_eta). Provenance: finished runs whose
 status.json names another code version (git commit) than this checkout are counted and listed;
-the reuse policy (REUSE_POLICY) says what happens to them.
+the reuse policy (benchmark --other-code reuse | rerun, OTHER_CODE_POLICIES) says what happens
+to them.
 """
 
 from __future__ import annotations
@@ -22,9 +23,21 @@ from harness.store import DONE, FAILED, PENDING, RUNNING, STATES, read_json, run
 
 PROGRESS_FILE = "progress.json"  # generators.outputs.RUN_FILES["progress"] (not imported: it pulls torch)
 STATUS_FILE = "status.json"
-# What `benchmark` does with a finished run made by another code version: it is kept and reused
-# (a finished run is never recomputed); `--force` moves such runs aside and re-runs them.
-REUSE_POLICY = "reuse: finished runs count as done whatever code version made them (re-run with --force)"
+# What `benchmark` does with a finished run made by another code version (benchmark --other-code):
+REUSE, RERUN = "reuse", "rerun"
+OTHER_CODE_POLICIES = {
+    REUSE: "reuse: a finished run counts as done whatever code version made it (the default)",
+    RERUN: "rerun: a finished run made by another code version is moved aside (kept) and run again",
+}
+UNRECORDED = "unrecorded"  # runs finished before the code version was recorded
+
+
+def other_code_version(run_dir: Path, current: str) -> Optional[str]:
+    """The code version that made a finished run when it is not `current` (UNRECORDED when the
+    run does not say), else None."""
+    status = read_json(run_dir / STATUS_FILE) or {}
+    version = status.get("code_version") or UNRECORDED
+    return None if version == current else version
 
 
 @dataclass
@@ -78,8 +91,8 @@ def job_status(specs: list[RunSpec], results: Path, max_attempts: int) -> JobSta
             st.interrupted += 1
         elif state == DONE:
             status = read_json(run_dir / STATUS_FILE) or {}
-            version = status.get("code_version")
-            if version and version != st.code_version:
+            version = other_code_version(run_dir, st.code_version)
+            if version is not None:
                 st.other_code.append((spec, version))
             if _number(status.get("wall_time_s")):
                 st.run_seconds.append(float(status["wall_time_s"]))
@@ -149,7 +162,8 @@ def render_status(st: JobStatus, title: str, max_failures: int = 20) -> None:
         console.print(f"job ETA: {_duration(job_eta(st))} (from measured step and run times)")
     if st.other_code:
         console.print(f"{len(st.other_code)} finished run(s) were made by another code version than this "
-                      f"checkout ({st.code_version[:12]}); reuse policy: {REUSE_POLICY}")
+                      f"checkout ({st.code_version[:12]}). Reuse policy, `benchmark --other-code`: "
+                      + "; ".join(OTHER_CODE_POLICIES.values()) + ".", markup=False, soft_wrap=True)
         for spec, version in st.other_code[:max_failures]:
             console.print(f"  {spec.rel_dir}  code {version[:12]}", markup=False, soft_wrap=True)
     if st.failures:

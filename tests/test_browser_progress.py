@@ -71,7 +71,7 @@ def test_status_reads_progress_of_running_runs_and_other_code_versions(tmp_path,
     assert [r.step for r in st.running] == [30] and st.running[0].eta_s == 35.0
     assert [s.run_id for s, _ in st.other_code] == ["run-1"]
     assert "step 30/100" in out and "ETA 35s" in out and "1234 Gaussians" in out
-    assert "another code version" in out and "reuse policy" in out
+    assert "another code version" in out and "--other-code" in out and "rerun" in out
     # 1 running (35 s left) + 1 pending at the median finished run time (100 s), 1 run at a time
     assert job_eta(st) == pytest.approx(135.0)
     assert "job ETA: 2m15s" in out
@@ -102,3 +102,28 @@ def test_worker_logs_carry_utc_timestamps_and_levels(tmp_path, capsys):
     assert re.fullmatch(stamp + r" WARNING .*attempt 1 failed: RuntimeError: .*", lines[1]), lines
     assert re.fullmatch(stamp + r" WARNING .*run runs/counter/single/bad: failed .*", lines[2]), lines
     assert len(lines) == 3
+
+
+def test_benchmark_other_code_policy_reuses_or_reruns(tmp_path):
+    import yaml
+
+    from generators.provenance import code_version
+    from harness.benchmark import Settings, benchmark
+
+    (tmp_path / "cat.txt").write_text("first prompt\nsecond prompt\n")
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"name": "t", "prompts": str(tmp_path / "cat.txt"), "methods": ["sds"],
+                                   "models": "tiny", "overrides": {"steps": 2}}))
+    results = tmp_path / "results"
+    settings = dict(job=str(job), results=results, workload="harness.workloads:counter")
+    _, specs, outcomes = benchmark(Settings(**settings))
+    assert outcomes == {"done": 2}
+    same, old = (s.run_dir(results) for s in specs)
+    for d, version in ((same, code_version()), (old, "0ld")):
+        status = json.loads((d / "status.json").read_text())
+        (d / "status.json").write_text(json.dumps({**status, "code_version": version}))
+    assert benchmark(Settings(**settings))[2] == {}  # reuse (the default): nothing to run
+    assert benchmark(Settings(**settings, other_code="rerun"))[2] == {"done": 1}  # only the old one
+    aside = list(old.parent.glob(f"{old.name}.replaced-*"))
+    assert len(aside) == 1 and json.loads((aside[0] / "status.json").read_text())["code_version"] == "0ld"
+    assert json.loads((same / "status.json").read_text())["code_version"] == code_version()  # untouched
