@@ -273,17 +273,23 @@ def _pyplot():
 
 def grouped_bars_svg(groups: list[str], series: list[dict], ylabel: str, title: str) -> Optional[str]:
     """Grouped bars as inline SVG. series: [{label, values: {group: v}, intervals: {group: (lo, hi)},
-    published: bool}]; published rows are hatched and labelled so. None without matplotlib or data."""
+    published: bool, colour: optional}]; published rows are grey, hatched and labelled so, ours in
+    their colour (the pages' colour of the method). None without matplotlib or data."""
     plt = _pyplot()
     if plt is None or not groups or not series:
         return None
     fig, ax = plt.subplots(figsize=(2.2 + 1.5 * len(groups) * max(1, len(series)) / 4, 3.4), dpi=100)
     width = 0.8 / len(series)
+    n_published = sum(1 for s in series if s.get("published"))
+    greys = iter(np.linspace(0.35, 0.85, max(1, n_published)))
     for i, s in enumerate(series):
         xs = np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width
         vals = [s["values"].get(g) for g in groups]
         heights = [0.0 if v is None else v for v in vals]
-        style = {"hatch": "//", "alpha": 0.45, "edgecolor": "black"} if s.get("published") else {}
+        if s.get("published"):
+            style = {"hatch": "//", "color": str(next(greys)), "edgecolor": "black", "linewidth": 0.4}
+        else:
+            style = {"color": s["colour"]} if s.get("colour") else {}
         name = f"{s['label']} (published)" if s.get("published") else s["label"]
         ax.bar(xs, heights, width, label=name, **style)
         ivals = s.get("intervals") or {}

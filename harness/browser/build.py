@@ -57,7 +57,7 @@ def html_table(header: list[str], body: list[list[str]]) -> dict:
     return {"header": header, "rows": [[cell(c) for c in row] for row in body]}
 
 
-def _t3bench_chart(rows: list[dict], refs: list[dict]) -> Optional[str]:
+def _t3bench_chart(rows: list[dict], refs: list[dict], colours: dict) -> Optional[str]:
     mrows = method_rows([r for r in rows if is_t3bench_row(r)])
     cats = [c for c in CATEGORY_TITLES if any(c in m.avg for m in mrows)]
     if not cats:
@@ -74,13 +74,14 @@ def _t3bench_chart(rows: list[dict], refs: list[dict]) -> Optional[str]:
         ivals = {CATEGORY_TITLES[c]: cell_interval(m.avg[c]) for c in cats if c in m.avg}
         if m.all is not None:
             vals["All"], ivals["All"] = m.all.value, cell_interval(m.all)
-        series.append({"label": m.label, "values": vals, "intervals": {k: v for k, v in ivals.items() if v}})
+        series.append({"label": m.label, "values": vals, "intervals": {k: v for k, v in ivals.items() if v},
+                       "colour": colours.get(m.label)})
     return grouped_bars_svg(groups, series, "(Quality + Alignment) / 2",
                             "T3Bench per category: ours (error bars: the tables' intervals, where given) "
                             "and the published rows (hatched)")
 
 
-def _toybench_charts(rows: list[dict]) -> list[str]:
+def _toybench_charts(rows: list[dict], colours: dict) -> list[str]:
     trows = toybench_rows(rows)
     if not trows:
         return []
@@ -100,7 +101,8 @@ def _toybench_charts(rows: list[dict]) -> list[str]:
                     iv = cell_interval(cell, metric)
                     if iv:
                         ivals[toybench_category_title(c)] = (iv[0] * scale, iv[1] * scale)
-            series.append({"label": t.label, "values": vals, "intervals": ivals, "published": t.ground_truth})
+            series.append({"label": t.label, "values": vals, "intervals": ivals, "published": t.ground_truth,
+                           "colour": colours.get(t.label)})
         svg = grouped_bars_svg([toybench_category_title(c) for c in cats], series, title,
                                f"ToyBench {title}: ours and the ToyWorld renderer's ground truth (hatched)")
         if svg:
@@ -196,7 +198,8 @@ def build_browser(out: Path, job: str, rows: list[dict], refs: list[dict], markd
             for v in views:
                 if v.loss:
                     loss_by_label.setdefault(v.label, []).append(v.loss)
-    charts = [c for c in [_t3bench_chart(rows, refs), *_toybench_charts(rows)] if c]
+    charts = [c for c in [_t3bench_chart(rows, refs, common["colours"]), *_toybench_charts(rows, common["colours"])]
+              if c]
     primary = metrics[0] if metrics else None
     scored = sum(r.get("status") == "scored" for r in rows)
     index = out / "report.html"

@@ -118,6 +118,15 @@ def _thin_ply(data: bytes, max_bytes: int) -> bytes:
     return ("\n".join(header) + "\n").encode("ascii") + np.ascontiguousarray(rows, dtype="<f4").tobytes()
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
+def _count(ply: bytes) -> str:
+    head = ply[:4096].split(b"end_header", 1)[0].decode("ascii", "replace")
+    return next((f"{int(ln.split()[2]):,}" for ln in head.splitlines() if ln.startswith("element vertex")), "?")
+
+
 def splat_script(run_dir: Path, out_dir: Path, key: str, max_bytes: int) -> tuple[Optional[str], str]:
     """(file name under out_dir, note) of a classic script that registers the run's Gaussians as
     `window.SPLATS[key]` (base64 PLY), or (None, why)."""
@@ -126,10 +135,10 @@ def splat_script(run_dir: Path, out_dir: Path, key: str, max_bytes: int) -> tupl
         return None, "no gaussians.ply"
     target = out_dir / f"{key}.js"
     data = src.read_bytes()
-    note = f"{len(data) / 2**20:.1f} MiB .ply"
+    note = f"{_size(len(data))} .ply, {_count(data)} Gaussians"
     thinned = len(data) > max_bytes
     if thinned:
-        note += f", thinned to {max_bytes / 2**20:.0f} MiB for the page"
+        note += f", thinned to {_size(max_bytes)} for the page (SH dropped, most opaque kept)"
     if not _fresh(target, src):
         payload = _thin_ply(data, max_bytes) if thinned else data
         text = (f"(window.SPLATS = window.SPLATS || {{}})[{json.dumps(key)}] = "
