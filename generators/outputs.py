@@ -4,6 +4,8 @@
     gaussians.ply       the 3D Gaussians in the standard 3DGS layout
     views.png           a grid of `views.grid_views` renders around the object
     turntable.gif       `views.turntable_frames` frames at `views.turntable_fps`
+    turntable.mp4       the same frames as H.264 video (when imageio-ffmpeg is installed): what the
+                        benchmark browser plays
     train_log.parquet   one row per logged step (rewritten at every checkpoint, so it is readable while running)
     progress.json       step, steps, loss, Gaussian count, s/step, ETA: rewritten at every checkpoint
     status.json         written last and atomically: the run is done only when this says so; it
@@ -33,6 +35,7 @@ RUN_FILES = {
     "ply": "gaussians.ply",
     "grid": "views.png",
     "turntable": "turntable.gif",
+    "video": "turntable.mp4",
     "log": "train_log.parquet",
     "progress": "progress.json",
     "status": "status.json",
@@ -78,12 +81,42 @@ def write_gif(path, frames: np.ndarray, fps: int) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def video_available() -> bool:
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_mp4(path, frames: np.ndarray, fps: float) -> None:
+    """[n, H, W, 3] uint8 -> H.264 MP4 (yuv420p, faststart), atomically; odd sides are padded by
+    one edge pixel (4:2:0 needs even sides). Needs imageio-ffmpeg (its wheel ships ffmpeg)."""
+    import imageio_ffmpeg
+
+    h, w = frames.shape[1:3]
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+    def write(tmp) -> None:
+        writer = imageio_ffmpeg.write_frames(str(tmp), (frames.shape[2], frames.shape[1]), fps=fps, codec="libx264",
+                                             pix_fmt_out="yuv420p", macro_block_size=1, ffmpeg_log_level="error",
+                                             output_params=["-movflags", "+faststart", "-f", "mp4"])
+        writer.send(None)
+        for f in frames:
+            writer.send(np.ascontiguousarray(f))
+        writer.close()
+
+    atomic_write(path, write)
+
+
 def write_views(run_dir, gaussians: Gaussians, views: ViewsConfig, render_cfg: RenderConfig) -> None:
     grid = render_orbit(gaussians, views, render_cfg, views.grid_views)
     write_png(run_dir / RUN_FILES["grid"], image_grid(grid, columns=min(4, views.grid_views)))
     if views.turntable_frames > 0:
         frames = render_orbit(gaussians, views, render_cfg, views.turntable_frames)
         write_gif(run_dir / RUN_FILES["turntable"], frames, views.turntable_fps)
+        if video_available():
+            write_mp4(run_dir / RUN_FILES["video"], frames, views.turntable_fps)
 
 
 def write_log(path, rows: list[dict]) -> None:

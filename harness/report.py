@@ -305,7 +305,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    print(f"report: {paths['report']}\nscores: {paths['scores']}\nhtml:   {paths['html']}")
+    print(f"report: {paths['report']}\nscores: {paths['scores']}\nhtml:   {paths['html']} "
+          f"(+ ranked.html, {len(paths['prompt_pages'])} prompt pages; opens from disk)")
     return 0
 
 

@@ -54,6 +54,8 @@ def _write_run(results: Path, spec: RunSpec, seed: int, metrics: dict) -> None:
     views = ViewsConfig(turntable_frames=8, turntable_fps=8, width=48, height=48, grid_views=4, distance=3.0,
                         fov_y_deg=45.0)
     write_views(d, gs, views, RenderConfig(backend="dense"))
+    if spec.method == "sds":  # as runs made before runs wrote their MP4: the report makes one from the GIF
+        (d / "turntable.mp4").unlink()
     steps = np.arange(0, 50, 5)
     pd.DataFrame({"step": steps, "loss": 1.0 / (1 + steps) + 0.01 * seed}).to_parquet(d / "train_log.parquet")
     (d / "status.json").write_text(json.dumps({"state": "done", "method": spec.method, "prompt": spec.prompt,
@@ -97,11 +99,13 @@ def _job(tmp_path: Path, prompts: dict, models: str, record) -> tuple[Path, list
 
 
 @pytest.fixture(scope="module")
-def toy_report(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("toy")
-    results, specs = _job(tmp, TOY_PROMPTS, "toy", _toybench_record)
-    paths = build_report("toyjob", specs, results)
-    return paths["html"].parent
+def toy_job(tmp_path_factory) -> tuple[Path, list[RunSpec]]:
+    return _job(tmp_path_factory.mktemp("toy"), TOY_PROMPTS, "toy", _toybench_record)
+
+
+@pytest.fixture(scope="module")
+def toy_report(toy_job) -> Path:
+    return build_report("toyjob", toy_job[1], toy_job[0])["html"].parent
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +134,10 @@ def test_prompt_page_has_every_method_with_video_viewer_and_numbers(toy_report):
     html = (toy_report / "prompts" / "one-object-000.html").read_text()
     for method in METHODS:
         assert f"<h3>{method} " in html
-    videos = re.findall(r'<video class="turntable" src="\.\./(media/[^"]+\.mp4)"', html)
+    videos = re.findall(r'<video class="turntable" src="\.\./([^"]+\.mp4)"', html)
     assert len(videos) == 2 and all((toy_report / v).stat().st_size > 0 for v in videos)
+    made, own = videos  # sds: made from its GIF into media/; anchords-ipa: its own MP4, where it lies
+    assert made.startswith("media/sds-") and own.startswith("../runs/anchords-ipa/") and own.endswith("/turntable.mp4")
     splats = re.findall(r'<script src="\.\./(splats/[^"]+\.js)"', html)
     assert len(splats) == 2
     assert (toy_report / "assets" / "gsplat.js").is_file() and (toy_report / "assets" / "gsplat-LICENSE.txt").is_file()
@@ -147,16 +153,17 @@ def test_splat_script_holds_the_ply_bytes(toy_report):
     assert data.startswith(b"ply\n") and b"comment up_axis +z" in data
 
 
-def test_thinning_keeps_the_most_opaque_and_drops_sh(tmp_path):
+def test_thinning_keeps_the_most_opaque_and_what_the_viewer_reads(tmp_path):
     gs = _object(0, n=50)
     gs.params["opacities"].data = torch.arange(50, dtype=torch.float32)  # the last are the most opaque
     save_ply(gs, tmp_path / "g.ply")
     data = (tmp_path / "g.ply").read_bytes()
     header_len = data.index(b"end_header\n") + len(b"end_header\n")
-    thin = media._thin_ply(data, header_len + 10 * 17 * 4)
+    thin = media._thin_ply(data, header_len + 10 * len(media.VIEWER_PROPERTIES) * 4)
     head = thin[:thin.index(b"end_header\n")].decode()
     assert "element vertex 10" in head and "f_rest" not in head and "comment up_axis +z" in head
     props = [ln.split()[2] for ln in head.splitlines() if ln.startswith("property")]
+    assert tuple(props) == media.VIEWER_PROPERTIES  # normals and higher SH dropped
     rows = np.frombuffer(thin[thin.index(b"end_header\n") + 11:], dtype="<f4").reshape(10, len(props))
     assert sorted(rows[:, props.index("opacity")].tolist()) == list(range(40, 50))
 
@@ -180,14 +187,15 @@ def test_ranked_page_embeds_per_prompt_values(t3_report):
     assert "Best and worst prompts per method" in html
 
 
-def test_second_report_reuses_media(toy_report):
-    video = next((toy_report / "media").glob("*.mp4"))
-    before = video.stat().st_mtime_ns
-    # same inputs: nothing rewritten
-    name, kind = media.turntable(Path(next((toy_report.parent / "runs").rglob("turntable.gif")).parent),
-                                 toy_report / "media", video.stem, 256)
-    assert kind == "video"
-    assert video.stat().st_mtime_ns == before or name != video.name
+def test_second_report_rewrites_no_media(toy_job, toy_report):
+    made = sorted((toy_report / "media").glob("*.mp4")) + sorted((toy_report / "splats").glob("*.js"))
+    assert len(made) == 2 + 4  # sds's two videos made from GIFs; every run's Gaussians
+    before = {p: p.stat().st_mtime_ns for p in made}
+    notes = {p: p.read_text().splitlines()[0] for p in made if p.suffix == ".js"}
+    build_report("toyjob", toy_job[1], toy_job[0])
+    assert {p: p.stat().st_mtime_ns for p in made} == before
+    html = (toy_report / "prompts" / "one-object-000.html").read_text()
+    assert all(n[3:] in html for n in notes.values())  # the note comes back from the script's first line
 
 
 def test_canvas_stats_tells_blank_from_drawn():

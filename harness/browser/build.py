@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ class BrowserConfig:
     """How much the pages carry. Presentation only: no number in a table depends on these."""
 
     video_min_height: int = 256  # px: smaller turntables (ToyWorld's 32 px) are upscaled, nearest-neighbour
-    max_splat_bytes: int = 12 * 2**20  # a larger .ply is thinned for the page (media.splat_script)
+    max_splat_bytes: int = 8 * 2**20  # per run: ~150k Gaussians (56 bytes each); more: the most opaque (media.splat_script)
     max_live_viewers: int = 8  # 3D viewers started on load; the rest start on a click (WebGL context limit 16)
     max_loss_points: int = 400  # per run and curve
     ranked_k: int = 5  # best / worst prompts listed per method
@@ -135,15 +136,13 @@ def _write_media(pages: list[PromptPage], out: Path, cfg: BrowserConfig) -> None
         for views in page.seeds.values():
             for v in views:
                 run_dir = Path(v.row["run_dir"])
-                name, kind = media.turntable(run_dir, out / "media", v.key, cfg.video_min_height)
-                if name:
-                    v.video, v.video_kind = f"media/{name}", kind
+                path, kind = media.turntable(run_dir, out, v.key, cfg.video_min_height)
+                if path:
+                    v.video, v.video_kind = Path(path).as_posix(), kind
                 name, note = media.splat_script(run_dir, out / "splats", v.key, cfg.max_splat_bytes)
                 v.splat, v.splat_note = (f"splats/{name}" if name else None), note
-                if v.row.get("toybench_views_png"):
-                    target = out / "media" / f"{v.key}-judged.png"
-                    media.copy_if_newer(Path(v.row["toybench_views_png"]), target)
-                    v.judged_views = f"media/{target.name}"
+                if v.row.get("toybench_views_png"):  # shown where it lies, as the run's own video
+                    v.judged_views = Path(os.path.relpath(v.row["toybench_views_png"], out)).as_posix()
 
 
 def _prompt_list(pages: list[PromptPage], labels: list[str], metric) -> dict:

@@ -4,27 +4,30 @@ Both are derived from a run's files and written once: a file already in the repo
 than its source is kept, so a second `make report` only writes what changed.
 
 Video: H.264 MP4 (yuv420p, what threestudio / GaussianDreamer users expect and every browser
-plays) through imageio-ffmpeg, whose wheel ships its own ffmpeg binary. Without it the turntable
-GIF is copied and shown as an image.
+plays). A run's own turntable.mp4 (generators/outputs.py) is played where it lies, not copied
+(the pages reach it by a relative path: keep the report folder beside the runs/ folder); a run
+that has only its GIF gets an MP4 made from it in media/ (upscaled when tiny). Without
+imageio-ffmpeg the GIF is copied and shown as an image.
 
 Gaussians: a page opened from disk cannot fetch a .ply, so the run's gaussians.ply goes base64
 into `splats/<key>.js`, a classic script the page loads with `<script src>` (vendor/gsplat/README.md).
-A file above `max_bytes` is thinned first: higher-order SH dropped (the viewer reads only the DC
-colour) and, if still too large, the most opaque Gaussians kept.
+It keeps only what the viewer reads (position, DC colour, opacity, scale, rotation: 14 of the 62
+floats of an SH-3 splat) and, above `max_bytes`, the most opaque Gaussians that fit.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import shutil
+import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from PIL import Image
 
-from generators.io import atomic_write, atomic_write_bytes, atomic_write_text
+from generators.io import atomic_write_bytes, atomic_write_text
+from generators.outputs import RUN_FILES, video_available, write_mp4
 
 
 def _fresh(target: Path, source: Path) -> bool:
@@ -44,56 +47,34 @@ def gif_frames(path: Path) -> tuple[np.ndarray, float]:
 
 
 def _upscale(frames: np.ndarray, min_height: int) -> np.ndarray:
-    """Nearest-neighbour upscale by an integer factor so tiny (toy, 32 px) renders stay crisp,
-    then pad to even sides (H.264 4:2:0 needs them)."""
-    n, h, w, _ = frames.shape
-    k = max(1, -(-min_height // h))
-    if k > 1:
-        frames = frames.repeat(k, axis=1).repeat(k, axis=2)
-    h, w = frames.shape[1:3]
-    return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    """Nearest-neighbour upscale by an integer factor so tiny (toy, 32 px) renders stay crisp."""
+    k = max(1, -(-min_height // frames.shape[1]))
+    return frames.repeat(k, axis=1).repeat(k, axis=2) if k > 1 else frames
 
 
-def video_available() -> bool:
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
-    """[n, H, W, 3] uint8 (even H, W) -> H.264 MP4, atomically."""
-    import imageio_ffmpeg
-
-    def write(tmp: Path) -> None:
-        h, w = frames.shape[1:3]
-        writer = imageio_ffmpeg.write_frames(str(tmp), (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-                                             macro_block_size=1, output_params=["-movflags", "+faststart", "-f", "mp4"],
-                                             ffmpeg_log_level="error")
-        writer.send(None)
-        for f in frames:
-            writer.send(np.ascontiguousarray(f))
-        writer.close()
-
-    atomic_write(path, write)
-
-
-def turntable(run_dir: Path, out_dir: Path, key: str, min_height: int) -> tuple[Optional[str], str]:
-    """(file name under out_dir, kind 'video' | 'gif') of the run's turntable, or (None, why)."""
-    src = run_dir / "turntable.gif"
+def turntable(run_dir: Path, report_dir: Path, key: str, min_height: int) -> tuple[Optional[str], str]:
+    """(path relative to report_dir, kind 'video' | 'gif') of the run's turntable, or (None, why):
+    the run's own MP4 in place, else one made from its GIF (or the GIF) in report_dir/media/."""
+    own = run_dir / RUN_FILES["video"]
+    if own.is_file():
+        return os.path.relpath(own, report_dir), "video"
+    src = run_dir / RUN_FILES["turntable"]
     if not src.is_file():
         return None, "no turntable"
     if video_available():
-        target = out_dir / f"{key}.mp4"
+        target = report_dir / "media" / f"{key}.mp4"
         if not _fresh(target, src):
             frames, fps = gif_frames(src)
             write_mp4(target, _upscale(frames, min_height), fps)
-        return target.name, "video"
-    target = out_dir / f"{key}.gif"
+        return os.path.relpath(target, report_dir), "video"
+    target = report_dir / "media" / f"{key}.gif"
     if not _fresh(target, src):
         atomic_write_bytes(target, src.read_bytes())
-    return target.name, "gif"
+    return os.path.relpath(target, report_dir), "gif"
+
+
+VIEWER_PROPERTIES = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+                     "rot_0", "rot_1", "rot_2", "rot_3")  # what gsplat.js's PLY loader reads
 
 
 def _thin_ply(data: bytes, max_bytes: int) -> bytes:
@@ -106,7 +87,7 @@ def _thin_ply(data: bytes, max_bytes: int) -> bytes:
         return data  # not our all-float layout: leave it alone
     count = int(next(ln.split()[2] for ln in lines if ln.startswith("element vertex")))
     rows = np.frombuffer(data, dtype="<f4", offset=end, count=count * len(props)).reshape(count, len(props))
-    keep = [i for i, p in enumerate(props) if not p.startswith("f_rest_")]
+    keep = [i for i, p in enumerate(props) if p in VIEWER_PROPERTIES]
     rows = rows[:, keep]
     room = max(1, (max_bytes - end) // (4 * len(keep)))
     if len(rows) > room and "opacity" in props:
@@ -127,6 +108,9 @@ def _count(ply: bytes) -> str:
     return next((f"{int(ln.split()[2]):,}" for ln in head.splitlines() if ln.startswith("element vertex")), "?")
 
 
+NOTE_PREFIX = "// "
+
+
 def splat_script(run_dir: Path, out_dir: Path, key: str, max_bytes: int) -> tuple[Optional[str], str]:
     """(file name under out_dir, note) of a classic script that registers the run's Gaussians as
     `window.SPLATS[key]` (base64 PLY), or (None, why)."""
@@ -134,20 +118,15 @@ def splat_script(run_dir: Path, out_dir: Path, key: str, max_bytes: int) -> tupl
     if not src.is_file():
         return None, "no gaussians.ply"
     target = out_dir / f"{key}.js"
+    if _fresh(target, src):  # the note is the script's first line: no need to read the .ply again
+        with open(target, encoding="utf-8") as f:
+            return target.name, f.readline()[len(NOTE_PREFIX):].strip()
     data = src.read_bytes()
-    note = f"{_size(len(data))} .ply, {_count(data)} Gaussians"
-    thinned = len(data) > max_bytes
-    if thinned:
-        note += f", thinned to {_size(max_bytes)} for the page (SH dropped, most opaque kept)"
-    if not _fresh(target, src):
-        payload = _thin_ply(data, max_bytes) if thinned else data
-        text = (f"(window.SPLATS = window.SPLATS || {{}})[{json.dumps(key)}] = "
-                f"\"{base64.b64encode(payload).decode('ascii')}\";\n")
-        atomic_write_text(target, text)
+    payload = _thin_ply(data, max_bytes)
+    note = f"{_count(data)} Gaussians"
+    if _count(payload) != _count(data):
+        note += f", the {_count(payload)} most opaque shown (page limit {_size(max_bytes)})"
+    text = (f"{NOTE_PREFIX}{note}\n(window.SPLATS = window.SPLATS || {{}})[{json.dumps(key)}] = "
+            f"\"{base64.b64encode(payload).decode('ascii')}\";\n")
+    atomic_write_text(target, text)
     return target.name, note
-
-
-def copy_if_newer(src: Path, target: Path) -> None:
-    if not _fresh(target, src):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target)
