@@ -273,12 +273,13 @@ def _pyplot():
 
 def grouped_bars_svg(groups: list[str], series: list[dict], ylabel: str, title: str) -> Optional[str]:
     """Grouped bars as inline SVG. series: [{label, values: {group: v}, intervals: {group: (lo, hi)},
-    published: bool, colour: optional}]; published rows are grey, hatched and labelled so, ours in
+    published: bool, tag: optional, colour: optional}]; published rows (or references: `tag`)
+    are grey, hatched and labelled so, ours in
     their colour (the pages' colour of the method). None without matplotlib or data."""
     plt = _pyplot()
     if plt is None or not groups or not series:
         return None
-    fig, ax = plt.subplots(figsize=(2.2 + 1.5 * len(groups) * max(1, len(series)) / 4, 3.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 0.3 * len(groups) * len(series)), 3.2), dpi=100)
     width = 0.8 / len(series)
     n_published = sum(1 for s in series if s.get("published"))
     greys = iter(np.linspace(0.35, 0.85, max(1, n_published)))
@@ -290,7 +291,7 @@ def grouped_bars_svg(groups: list[str], series: list[dict], ylabel: str, title: 
             style = {"hatch": "//", "color": str(next(greys)), "edgecolor": "black", "linewidth": 0.4}
         else:
             style = {"color": s["colour"]} if s.get("colour") else {}
-        name = f"{s['label']} (published)" if s.get("published") else s["label"]
+        name = f"{s['label']} ({s.get('tag', 'published')})" if s.get("published") else s["label"]
         ax.bar(xs, heights, width, label=name, **style)
         ivals = s.get("intervals") or {}
         err = [(x, v, ivals[g]) for x, v, g in zip(xs, vals, groups) if v is not None and g in ivals]
@@ -298,9 +299,12 @@ def grouped_bars_svg(groups: list[str], series: list[dict], ylabel: str, title: 
             ax.errorbar([e[0] for e in err], [e[1] for e in err],
                         yerr=[[max(0.0, e[1] - e[2][0]) for e in err], [max(0.0, e[2][1] - e[1]) for e in err]],
                         fmt="none", ecolor="black", capsize=2, linewidth=0.8)
-    ax.set_xticks(np.arange(len(groups)), groups)
+    ax.set_xticks(np.arange(len(groups)), [g.replace(" ", "\n") for g in groups], fontsize=8)
+    values = [v for s in series for v in s["values"].values() if v is not None]
+    if values and min(values) >= 0:
+        ax.set_ylim(bottom=0, top=max(1e-6, max(values)) * 1.08)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8, wrap=True)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return _svg_text(fig)

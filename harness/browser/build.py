@@ -78,8 +78,8 @@ def _t3bench_chart(rows: list[dict], refs: list[dict], colours: dict) -> Optiona
         series.append({"label": m.label, "values": vals, "intervals": {k: v for k, v in ivals.items() if v},
                        "colour": colours.get(m.label)})
     return grouped_bars_svg(groups, series, "(Quality + Alignment) / 2",
-                            "T3Bench per category: ours (error bars: the tables' intervals, where given) "
-                            "and the published rows (hatched)")
+                            "T3Bench per category: ours (error bars: the tables' intervals, where given)\n"
+                            "and the published rows (grey, hatched)")
 
 
 def _toybench_charts(rows: list[dict], colours: dict) -> list[str]:
@@ -88,7 +88,7 @@ def _toybench_charts(rows: list[dict], colours: dict) -> list[str]:
         return []
     cats = list(dict.fromkeys(c for t in trows for c in t.cells if c != TOYBENCH_ALL)) + [TOYBENCH_ALL]
     out = []
-    for metric, title, scale in (("alignment", "alignment % (judge sees the caption's objects)", 100.0),
+    for metric, title, scale in (("alignment", "alignment %", 100.0),
                                  ("janus", "Janus rate % (lower is better)", 100.0),
                                  ("quality", "colour-area error (lower is better)", 1.0)):
         series = []
@@ -102,10 +102,11 @@ def _toybench_charts(rows: list[dict], colours: dict) -> list[str]:
                     iv = cell_interval(cell, metric)
                     if iv:
                         ivals[toybench_category_title(c)] = (iv[0] * scale, iv[1] * scale)
-            series.append({"label": t.label, "values": vals, "intervals": ivals, "published": t.ground_truth,
+            series.append({"label": "ground truth" if t.ground_truth else t.label, "values": vals,
+                           "intervals": ivals, "published": t.ground_truth, "tag": "reference",
                            "colour": colours.get(t.label)})
         svg = grouped_bars_svg([toybench_category_title(c) for c in cats], series, title,
-                               f"ToyBench {title}: ours and the ToyWorld renderer's ground truth (hatched)")
+                               f"ToyBench {title}\nours; hatched: the ToyWorld renderer's ground truth")
         if svg:
             out.append(svg)
     return out
