@@ -144,7 +144,8 @@ class RunView:
     video_kind: str = ""  # "video" | "gif"
     splat: Optional[str] = None
     splat_note: str = ""
-    judged_views: Optional[str] = None  # toybench_views.png copy, relative path
+    judged_views: Optional[str] = None  # toybench_views.png, path relative to the report folder
+    background: tuple = (0, 0, 0)  # the run's views.background, 0..255: the viewer draws on it too
 
     @property
     def label(self) -> str:
@@ -180,7 +181,19 @@ def run_view(row: dict, metrics: list[Metric], max_loss_points: int) -> RunView:
     if row.get("toybench_modal_set"):
         view.details["toybench_modal_set"] = str(row["toybench_modal_set"])
     view.loss = loss_curve(run_dir, max_loss_points)
+    view.background = _background(run_dir)
     return view
+
+
+def _background(run_dir: Path) -> tuple:
+    """The run's views.background (config.yaml) as 0..255 RGB; black when it is not recorded."""
+    import yaml
+
+    try:
+        bg = (yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {})["views"]["background"]
+        return tuple(max(0, min(255, round(float(c) * 255))) for c in bg[:3])
+    except (OSError, KeyError, TypeError, ValueError, IndexError, yaml.YAMLError):
+        return (0, 0, 0)
 
 
 @dataclass

@@ -49,6 +49,8 @@
     library().then(function (SPLAT) {
       var canvas = el.querySelector("canvas");
       var renderer = new SPLAT.WebGLRenderer(canvas);
+      var bg = (el.getAttribute("data-background") || "0,0,0").split(",").map(Number);
+      renderer.backgroundColor = new SPLAT.Color32(bg[0], bg[1], bg[2], 255);  // the run's render background
       var scene = new SPLAT.Scene();
       var camera = new SPLAT.Camera();
       var radius = Number(el.getAttribute("data-radius")) || 3.5;
