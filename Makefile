@@ -19,6 +19,11 @@ EXECUTOR ?=
 LIMIT ?=
 STEPS ?=
 JOB ?=
+# SET="a.b=c d.e=f": config overrides for benchmark / eval; it reaches python through the
+# environment (HARNESS_SET, expanded by the shell inside double quotes), never spliced into a line
+SET ?=
+export HARNESS_SET = $(SET)
+RETRY_FAILED ?=
 RESULTS ?= results
 OUT ?= $(RESULTS)/demo
 
@@ -46,6 +51,7 @@ help:
 	@echo "make benchmark METHOD=anchords-ipa-finetune   one method over the 300 T3Bench prompts"
 	@echo "make benchmark JOB=jobs/paper-table1.yaml EXECUTOR=slurm   a job file (several methods)"
 	@echo "               variables: PROMPTS SEEDS=0,1,2 MODELS EXECUTOR=local|ray|slurm LIMIT STEPS RESULTS"
+	@echo "               SET=\"a.b=c d.e=f\" (config overrides, also for eval) RETRY_FAILED=1"
 	@echo "make plan JOB=jobs/paper-table1.yaml   GPU-hours of a job (measured step times, else a FLOP lower bound)"
 	@echo "make status [JOB=paper-table1]   done / running / failed / pending per method and category"
 	@echo "make eval JOB=paper-table1 [EVAL_MODELS=t3bench]   score the job's finished runs (resumable)"
@@ -77,7 +83,8 @@ benchmark: $(STAMP)
 	$(PY) -m harness benchmark $(if $(JOB),--job '$(JOB)') $(if $(METHOD),--method '$(METHOD)') \
 		$(if $(PROMPTS),--prompts '$(PROMPTS)') $(if $(SEEDS),--seeds '$(SEEDS)') $(if $(MODELS),--models '$(MODELS)') \
 		$(if $(EXECUTOR),--executor '$(EXECUTOR)') $(if $(LIMIT),--limit '$(LIMIT)') $(if $(STEPS),--steps '$(STEPS)') \
-		--results '$(RESULTS)' $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run)
+		--results '$(RESULTS)' $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run) \
+		$(if $(SET),--sets "$$HARNESS_SET") $(if $(RETRY_FAILED),--retry-failed)
 
 # GPU-hours of a job's generation, from measured step times (else a labelled FLOP lower bound)
 plan: $(STAMP)
@@ -92,7 +99,8 @@ status: $(STAMP)
 eval: $(STAMP)
 	@test -n "$(JOB)" || { echo "make eval: give JOB=<job name or file>" >&2; exit 2; }
 	$(PY) -m harness eval '$(JOB)' --models '$(EVAL_MODELS)' --results '$(RESULTS)' $(EVAL_SETS) \
-		$(if $(EXECUTOR),--executor '$(EXECUTOR)') $(if $(FORCE),--force)
+		$(if $(EXECUTOR),--executor '$(EXECUTOR)') $(if $(FORCE),--force) \
+		$(if $(SET),--sets "$$HARNESS_SET") $(if $(RETRY_FAILED),--retry-failed)
 
 report: $(STAMP)
 	@test -n "$(JOB)" || { echo "make report: give JOB=<job name or file>" >&2; exit 2; }

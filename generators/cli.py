@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "the last checkpoint.")
     run.add_argument("--method", required=True, help="method name (see `python -m generators methods`)")
     run.add_argument("--prompt", required=True, help="the text prompt")
-    run.add_argument("--out", required=True, type=Path, help="run directory (created; resumed if it has a checkpoint)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="run directory (created; resumed if it has a checkpoint); not needed with --print-config")
     run.add_argument("--models", default=None,
                      help="model set: tiny (embedded, CPU), toy, sd15, sd21, or a model-set yaml path "
                           "(default: the method's own, e.g. sd15 for anchords-ipa)")
@@ -34,12 +35,29 @@ def _parser() -> argparse.ArgumentParser:
                      help="auto = CUDA when available (default)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config field, e.g. --set guidance.guidance_scale=50 (repeatable)")
+    run.add_argument("bare_overrides", nargs="*", metavar="KEY=VALUE",
+                     help="overrides without --set, e.g. guidance.guidance_scale=50 steps=600")
     run.add_argument("--config", type=Path, default=None, help="a YAML file of config overrides")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
-    sub.add_parser("methods", help="list the methods with one line each")
+    sub.add_parser("methods", help="list the methods with one line each",
+                   description="List every method (generators/methods/presets/*.yaml): its name, default model "
+                               "set and one line on what it does.")
     return p
+
+
+def parse_args_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, with bare KEY=VALUE overrides accepted anywhere among the options (argparse
+    alone takes positionals only in one run): leftovers of that form join `bare_overrides`, any
+    other leftover is the usual usage error."""
+    args, extra = parser.parse_known_args(argv)
+    bare = [a for a in extra if "=" in a and not a.startswith("-")]
+    if len(bare) != len(extra) or (bare and not hasattr(args, "bare_overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a not in bare or not hasattr(args, 'bare_overrides'))}")
+    if bare:
+        args.bare_overrides = [*args.bare_overrides, *bare]
+    return args
 
 
 def _overrides(args) -> dict:
@@ -58,7 +76,7 @@ def _overrides(args) -> dict:
         if not isinstance(data, dict):
             raise UserError(f"{args.config}: expected a mapping of config keys")
     try:
-        data = deep_merge(data, parse_dotted(args.overrides))
+        data = deep_merge(data, parse_dotted([*args.overrides, *args.bare_overrides]))
     except ConfigError as e:
         raise UserError(str(e)) from None
     if args.steps is not None:
@@ -83,7 +101,6 @@ def cmd_run(args) -> int:
 
     from generators.config import config_to_dict
     from generators.methods import resolve_run_config
-    from generators.train import run_generation
 
     if not args.prompt.strip():
         raise UserError("--prompt is empty")
@@ -92,6 +109,10 @@ def cmd_run(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         return 0
+    if args.out is None:
+        raise UserError("--out is required (the run directory), except with --print-config")
+    from generators.train import run_generation  # torch: only when a run really starts
+
     status = run_generation(cfg, args.out, show_progress=not args.no_progress)
     print(f"{status['state']}: {args.out}  ({status.get('seconds_per_step', float('nan')):.3f} s/step, "
           f"{status.get('num_gaussians', '?')} Gaussians)" + (f"  reason: {status['reason']}" if status.get("reason") else ""))
@@ -99,7 +120,7 @@ def cmd_run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_args_with_overrides(_parser(), argv)
     try:
         if args.command == "methods":
             return cmd_methods()

@@ -37,7 +37,7 @@ from generators.errors import CorruptFileError, UserError
 from generators.gaussians import Gaussians
 from generators.guidance import Guidance, source_components
 from generators.io import atomic_torch_save, atomic_write_json, atomic_write_text
-from generators.outputs import RUN_FILES, write_log, write_views
+from generators.outputs import RUN_FILES, run_provenance, write_log, write_progress, write_views
 from generators.precision import Precision, resolve_precision
 from generators.render import render
 from generators.schedules import schedule_value
@@ -326,6 +326,7 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
             progress(state.step, cfg.steps, row)
         if state.step % cfg.checkpoint_every == 0 or state.step == last:
             save_checkpoint(ckpt_path, cfg, state, guidance)
+            write_progress(run_dir, state.step, cfg.steps, state.log)  # progress.json + train log so far
     return state
 
 
@@ -349,7 +350,7 @@ def run_generation(cfg: RunConfig, run_dir: str | Path, *, show_progress: bool =
     status: dict = {"state": STATUS_RUNNING, "method": cfg.method, "prompt": cfg.prompt, "seed": cfg.seed,
                     "models": cfg.models, "steps": cfg.steps, "config_hash": config_hash(cfg),
                     "device": str(device), "precision": precision.name,
-                    "models_resolved": getattr(models, "resolved", {})}
+                    "models_resolved": getattr(models, "resolved", {}), **run_provenance()}
     atomic_write_text(run_dir / RUN_FILES["config"], yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     atomic_write_json(run_dir / RUN_FILES["status"], status)
 

@@ -24,7 +24,7 @@ from generators.errors import UserError
 from generators.io import atomic_write_json, atomic_write_text
 from harness.jobs import EXECUTOR_KINDS, Job, RunGroup, job_to_dict, load_job, parse_job
 from harness.plan import RunSpec, plan_job
-from harness.store import DONE, FAILED, ensure_writable, run_state
+from harness.store import DONE, FAILED, ensure_writable, is_done, move_aside, run_state
 from harness.workloads import DEFAULT_WORKLOAD
 
 JOB_FILE = "job.yaml"
@@ -50,6 +50,7 @@ class Settings:
     results: Path = Path("results")
     force: bool = False
     retry_failed: bool = False
+    other_code: str = "reuse"  # finished runs of another code version: harness.status.OTHER_CODE_POLICIES
     dry_run: bool = False
     wait: bool = True
     workload: str = DEFAULT_WORKLOAD
@@ -107,15 +108,34 @@ def build_job(s: Settings) -> Job:
 
 def select_to_run(specs: list[RunSpec], results: Path, s: Settings, max_attempts: int) -> list[RunSpec]:
     """The runs an executor should get: not done (unless --force), not given up (unless asked)."""
+    from generators.provenance import code_version
+    from harness.status import RERUN, other_code_version
+
     if s.force:
         return list(specs)
     out = []
     for spec in specs:
         state, details = run_state(spec.run_dir(results), max_attempts, check_lock=False)
+        if state == DONE and s.other_code == RERUN and other_code_version(spec.run_dir(results), code_version()):
+            out.append(spec)  # moved aside before it runs again (benchmark)
+            continue
         if state == DONE or (state == FAILED and details.get("gave_up") and not s.retry_failed):
             continue
         out.append(spec)
     return out
+
+
+def _move_aside_other_code(todo: list[RunSpec], results: Path, s: Settings) -> None:
+    """--other-code rerun: finished runs of another code version are moved aside (never deleted)."""
+    from generators.provenance import code_version
+    from harness.status import RERUN, other_code_version
+
+    if s.other_code != RERUN or s.force:
+        return
+    for spec in todo:
+        d = spec.run_dir(results)
+        if is_done(d) and other_code_version(d, code_version()):
+            move_aside(d)
 
 
 def save_job_files(job: Job, specs: list[RunSpec], job_dir: Path) -> None:
@@ -213,6 +233,7 @@ def benchmark(s: Settings) -> tuple[Job, list[RunSpec], dict[str, int]]:
 
     preflight(s.workload, todo)  # the model sets' weights, once, before anything is written
     ensure_writable(results)
+    _move_aside_other_code(todo, results, s)
     save_job_files(job, specs, job_dir)
     print(describe_plan(job, specs, todo, results).splitlines()[0])
     opts = WorkerOptions(results=str(results.resolve()), max_attempts=job.executor.max_attempts,

@@ -34,11 +34,40 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _override_arguments(p: argparse.ArgumentParser, what: str, example: str, with_set: bool = True) -> None:
+    """Overrides besides --set: bare KEY=VALUE arguments, and --sets "K=V K=V" (one string, split
+    as a shell would: what `make benchmark SET="..."` passes, from the environment, never spliced)."""
+    if with_set:
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help=f"override {what}, e.g. --set {example} (repeatable)")
+    p.add_argument("--sets", dest="override_string", default="", metavar='"KEY=VALUE ..."',
+                   help="several overrides in one argument, separated by spaces (shell quoting for values with spaces)")
+    p.add_argument("bare_overrides", nargs="*", metavar="KEY=VALUE", help=f"overrides without --set, e.g. {example}")
+
+
+def _all_overrides(args) -> list[str]:
+    """--set, --sets and bare KEY=VALUE overrides, in that order; a bare argument without '=' is an error."""
+    import shlex
+
+    try:
+        from_string = shlex.split(args.override_string or "")
+    except ValueError as e:
+        raise UserError(f"--sets {args.override_string!r}: {e}") from None
+    out = [*args.overrides, *from_string, *args.bare_overrides]
+    bad = [o for o in out if "=" not in o]
+    if bad:
+        raise UserError(f"not an override (KEY=VALUE): {', '.join(map(repr, bad))}")
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    b = sub.add_parser("benchmark", help="run methods over a prompt suite (resumes; skips finished runs)")
+    b = sub.add_parser("benchmark", help="run methods over a prompt suite (resumes; skips finished runs)",
+                       description="Plan a job (methods x prompts x seeds, from a job file and/or flags) and run it "
+                                   "on an executor (local, ray, slurm). Resumable: finished runs are skipped, "
+                                   "interrupted runs resume from their last checkpoint.")
     b.add_argument("--job", help="a job file (jobs/*.yaml); the flags below override its settings")
     b.add_argument("--method", dest="methods", action="append", default=[],
                    help="a method (repeatable; comma-separated lists work too); with --job: only these groups")
@@ -49,44 +78,61 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--executor", help="local | ray | slurm (default: the job file's, else local)")
     b.add_argument("--limit", type=int, help="only the first N prompts of each category")
     b.add_argument("--steps", type=int, help="override the optimisation steps of every run (a new run id)")
-    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field of every run, e.g. --set guidance.guidance_scale=50")
+    _override_arguments(b, "a config field of every run", "guidance.guidance_scale=50")
     b.add_argument("--max-attempts", type=int, help="failures before a run is given up (default 3)")
     b.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
     b.add_argument("--force", action="store_true",
                    help="re-run finished runs (the old directories are moved aside, never deleted)")
     b.add_argument("--retry-failed", action="store_true", help="retry runs that reached max_attempts failures")
+    b.add_argument("--other-code", choices=["reuse", "rerun"], default="reuse",
+                   help="finished runs made by another code version (git commit; `status` lists them): reuse "
+                        "them as done (default), or rerun them (the old folders are moved aside, never deleted)")
     b.add_argument("--dry-run", action="store_true", help="print the plan and exit; nothing is run or written")
     b.add_argument("--no-wait", action="store_true", help="slurm: submit and return (follow with `status`)")
     b.add_argument("--replace-plan", action="store_true",
                    help="let this job name's saved plan change its runs (default: refuse, exit 2)")
     b.add_argument("--workload", default=None, help=argparse.SUPPRESS)  # tests: module:function per run
 
-    s = sub.add_parser("status", help="done / running / failed / pending per run group and category")
+    s = sub.add_parser("status", help="done / running / failed / pending per run group and category",
+                       description="Read the run folders of a job (or of every job in RESULTS): counts per run "
+                                   "group and category, each running run at step k/N with its ETA, the job's ETA, "
+                                   "failures with reasons, and finished runs made by another code version.")
     s.add_argument("job", nargs="?", help="a job name (as run) or a job file; default: every job in RESULTS")
     s.add_argument("--job", dest="job_opt", help=argparse.SUPPRESS)
     s.add_argument("--results", type=Path, default=Path("results"))
 
-    e = sub.add_parser("eval", help="score the finished runs of a job (resumable: scored stages are kept)")
+    e = sub.add_parser("eval", help="score the finished runs of a job (resumable: scored stages are kept)",
+                       description="Score every finished run of a job with a metric model set (T3Bench quality, "
+                                   "alignment, CLIP; or ToyBench). Resumable: stages already scored with the same "
+                                   "settings are kept.")
     e.add_argument("job", help="job name (saved plan in RESULTS/<job>/, or jobs/<job>.yaml) or a job file")
     e.add_argument("--models", default="t3bench", help="metric model set (default t3bench; tiny for CPU tests)")
     e.add_argument("--stages", default=None, help="comma-separated subset of quality,alignment,clip,toybench (default: the metric set's stages)")
     e.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="evaluation config override, e.g. quality.width=256 (repeatable)")
+    _override_arguments(e, "an evaluation config field", "quality.width=256", with_set=False)
+    e.add_argument("--retry-failed", action="store_true",
+                   help="retry runs whose scoring failed (every eval invocation already gives each unscored run "
+                        "max_attempts new tries: accepted so `make eval RETRY_FAILED=1` reads like benchmark's)")
     e.add_argument("--force", action="store_true", help="recompute the requested stages even if scored")
     e.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
     e.add_argument("--executor", help="local | ray | slurm (default: the job's executor)")
     e.add_argument("--no-wait", action="store_true", help="slurm: submit and return (eval again to see the scores)")
     e.add_argument("--workload", default=None, help=argparse.SUPPRESS)  # tests: module:function per run
 
-    r = sub.add_parser("report", help="scores.parquet, report.md/.html, figures and grids of a job")
+    r = sub.add_parser("report", help="scores.parquet, report.md/.html, figures and grids of a job",
+                       description="Collect every planned run's scores into scores.parquet and write report.md and "
+                                   "the benchmark browser (report.html, ranked.html, one page per prompt with "
+                                   "videos and a 3D viewer); opens from disk, no server, no GPU.")
     r.add_argument("job", help="job name or job file")
     r.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
     r.add_argument("--baseline", default="sds", help="label or method the others are paired against (default sds)")
     r.add_argument("--from-scores", action="store_true", help="rebuild from RESULTS/<job>/scores.parquet (no run folders)")
 
-    d = sub.add_parser("demo", help="ToyBench on CPU: generate, score, report (jobs/toybench-demo.yaml)")
+    d = sub.add_parser("demo", help="ToyBench on CPU: generate, score, report (jobs/toybench-demo.yaml)",
+                       description="Run the ToyBench demo on CPU: 5 methods on the ToyWorld prior over 4 captions, "
+                                   "scored by ToyWorld's judge and reported (or, with --smoke, the tiny-model job).")
     d.add_argument("--smoke", action="store_true",
                    help="the tiny-model smoke job instead (jobs/smoke.yaml: the real-model pipeline, no meaningful shapes)")
     d.add_argument("--method", default=None, help="one method instead of the job's")
@@ -106,15 +152,15 @@ def cmd_benchmark(args) -> int:
     from harness.workloads import DEFAULT_WORKLOAD
 
     try:
-        overrides = parse_dotted(args.overrides)
+        overrides = parse_dotted(_all_overrides(args))
     except ConfigError as e:
         raise UserError(str(e)) from None
     methods = [m for item in args.methods for m in item.split(",") if m]
     settings = Settings(job=args.job, methods=methods, name=args.name, prompts=args.prompts, seeds=args.seeds,
                         models=args.models, executor=args.executor, limit=args.limit, steps=args.steps,
                         max_attempts=args.max_attempts, overrides=overrides, results=args.results,
-                        force=args.force, retry_failed=args.retry_failed, dry_run=args.dry_run,
-                        wait=not args.no_wait, workload=args.workload or DEFAULT_WORKLOAD,
+                        force=args.force, retry_failed=args.retry_failed, other_code=args.other_code,
+                        dry_run=args.dry_run, wait=not args.no_wait, workload=args.workload or DEFAULT_WORKLOAD,
                         replace_plan=args.replace_plan)
     job, specs, outcomes = benchmark(settings)
     if args.dry_run:
@@ -172,7 +218,9 @@ def cmd_status(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    from generators.cli import parse_args_with_overrides
+
+    args = parse_args_with_overrides(_parser(), argv)
     try:
         if args.command == "benchmark":
             return cmd_benchmark(args)
@@ -184,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             from harness.workloads import EVAL_WORKLOAD
 
             return evaluate_job(args.job, args.results, models=args.models, stages=args.stages,
-                                device=args.device, overrides=args.overrides, force=args.force,
+                                device=args.device, overrides=_all_overrides(args), force=args.force,
                                 executor=args.executor, wait=not args.no_wait,
                                 workload=args.workload or EVAL_WORKLOAD)
         if args.command == "report":

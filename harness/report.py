@@ -12,8 +12,10 @@ Writes, atomically, into RESULTS/<job>/:
                      one more per run scored on its exported mesh (column source: gaussians | mesh)
     report.md        per scorer (source, judge, captioner): T3Bench quality-only table (AnchorDS
                      Table 1 layout), (Q + A) / 2 table (leaderboard), alignment, ablation; CLIP;
-                     published reference rows; ToyBench table; gaps, protocol note
-    report.html      the same tables with the per-prompt grids
+                     intervals and paired comparisons; published reference rows; ToyBench table
+                     with its controls; gaps, protocol note
+    report.html      the benchmark browser's index (harness/browser/): sortable tables, charts, loss
+                     curves, every prompt; ranked.html, prompts/<page>.html, assets/, media/, splats/
     toybench.parquet the ToyBench table, long form (one row per method or ground truth x category)
     figures/t3bench_by_category.png, grids/<category>-<index>-seed<seed>.png,
     grids/toybench-<category>-<index>-seed<seed>.png
@@ -339,20 +341,6 @@ def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Op
     return "\n".join(parts)
 
 
-def render_html(job: str, markdown_text: str, grids: list[dict], toy_grids: Optional[list[dict]] = None) -> str:
-    """A static page: the report's tables (as preformatted markdown tables) and every grid."""
-    body = [f"<h1>Report: {html.escape(job)}</h1>", "<pre>", html.escape(markdown_text), "</pre>", "<h2>Per-prompt views</h2>"]
-    for title, gs in ((None, grids), ("ToyBench: judged views, one row per method", toy_grids or [])):
-        if title and gs:
-            body.append(f"<h2>{html.escape(title)}</h2>")
-        for g in gs:
-            body.append(f"<figure><img src='grids/{html.escape(g['file'])}' style='max-width:100%'>"
-                        f"<figcaption>{html.escape(g['category'])} #{g['prompt_index']} seed {g['seed']}: "
-                        f"{html.escape(g['prompt'])}</figcaption></figure>")
-    return "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(job) + \
-        "</title></head><body>" + "\n".join(body) + "</body></html>\n"
-
-
 # ----------------------------------------------------------------------------------------------
 
 
@@ -372,7 +360,8 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
     report is rebuilt from them, and scores.parquet is left as it is. `baseline`: the label (or
     method) every other method is paired against in the uncertainty sections. `notice`: a line
     quoted under the title (the demo says what it is).
-    Returns {scores, report, html, chart (None when not drawn), grids: [paths],
+    Returns {problems, scores, report, html, ranked, prompt_pages: [paths], chart (None when not
+    drawn), grids: [paths],
     toybench (toybench.parquet, None without ToyBench runs), toybench_grids: [paths]}.
     """
     results = Path(results_dir)
@@ -404,9 +393,12 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
         write_scores(toybench_frame_rows(trows), toy_table)
     text = render_markdown(job_name, rows, refs, chart_note, grids, toy_grids, baseline, notice, mesh_rows)
     atomic_write_text(out / "report.md", text)
-    atomic_write_text(out / "report.html", render_html(job_name, text, grids, toy_grids))
+    from harness.browser import build_browser  # the HTML side: report.html, ranked.html, prompts/
+
+    browser = build_browser(out, job_name, rows, refs, text, grids, toy_grids)
     return {"problems": [r["problems"] for r in rows if r.get("problems")],  # unreadable files, per run
-            "scores": out / "scores.parquet", "report": out / "report.md", "html": out / "report.html",
+            "scores": out / "scores.parquet", "report": out / "report.md", "html": browser["index"],
+            "ranked": browser["ranked"], "prompt_pages": browser["pages"],
             "chart": None if chart_note else chart, "grids": [out / "grids" / g["file"] for g in grids],
             "toybench": toy_table, "toybench_grids": [out / "grids" / g["file"] for g in toy_grids]}
 
@@ -446,7 +438,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     for problem in paths["problems"]:  # the report went on without these files
         print(f"warning: {problem}", file=sys.stderr)
-    print(f"report: {paths['report']}\nscores: {paths['scores']}\nhtml:   {paths['html']}")
+    print(f"report: {paths['report']}\nscores: {paths['scores']}\nhtml:   {paths['html']} "
+          f"(+ ranked.html, {len(paths['prompt_pages'])} prompt pages; opens from disk)")
     return 0
 
 

@@ -205,3 +205,134 @@ def toybench_grids(rows: list[dict], labels: list[str], out_dir: Path, ground_tr
         atomic_write_bytes(out_dir / name, _png_bytes(grid))
         written.append({"category": cat, "prompt_index": index, "prompt": prompt, "seed": seed, "file": name})
     return written
+
+
+# ----------------------------------------------------------------------------------------------
+# The browser's index charts (inline SVG: crisp, searchable text, no extra files)
+
+# attribute pairs a table cell may carry for its interval (harness.report_tables / harness.stats);
+# the first pair present wins, a cell without any is drawn without an error bar
+INTERVAL_ATTRS = (("ci_low", "ci_high"), ("low", "high"), ("lo", "hi"))
+
+
+def cell_interval(cell, metric: Optional[str] = None) -> Optional[tuple[float, float]]:
+    """(low, high) of a table cell's interval, from whatever the cell carries, else None.
+
+    A Cell may hold `ci_low`/`ci_high` (or `low`/`high`, `lo`/`hi`, or a pair in `ci` /
+    `interval`); a ToyCell (metric given) the same keys in `intervals[metric]` or its `values`
+    (`<metric>_ci_low`, `<metric>_ci_high`)."""
+    if cell is None:
+        return None
+    sources = []
+    if metric is not None:
+        intervals = getattr(cell, "intervals", None) or getattr(cell, "ci", None)
+        if isinstance(intervals, dict) and metric in intervals:
+            sources.append(intervals[metric])
+        values = getattr(cell, "values", None)
+        if isinstance(values, dict):
+            sources.append({k[len(metric) + 1:]: v for k, v in values.items() if k.startswith(f"{metric}_")})
+    else:
+        sources.append(cell)
+    for src in sources:
+        if isinstance(src, (tuple, list)) and len(src) == 2:
+            pair = src
+        else:
+            get = src.get if isinstance(src, dict) else (lambda k, s=src: getattr(s, k, None))
+            pair = next(((get(a), get(b)) for a, b in INTERVAL_ATTRS if get(a) is not None and get(b) is not None),
+                        None)
+            if pair is None:
+                whole = get("ci") if not isinstance(src, dict) or metric is None else None
+                whole = whole if whole is not None else get("interval")
+                pair = whole if isinstance(whole, (tuple, list)) and len(whole) == 2 else None
+        if pair is not None and all(isinstance(v, (int, float)) for v in pair):
+            return float(pair[0]), float(pair[1])
+    return None
+
+
+def _svg_text(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    with plt.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def grouped_bars_svg(groups: list[str], series: list[dict], ylabel: str, title: str) -> Optional[str]:
+    """Grouped bars as inline SVG. series: [{label, values: {group: v}, intervals: {group: (lo, hi)},
+    published: bool, tag: optional, colour: optional}]; published rows (or references: `tag`)
+    are grey, hatched and labelled so, ours in
+    their colour (the pages' colour of the method). None without matplotlib or data."""
+    plt = _pyplot()
+    if plt is None or not groups or not series:
+        return None
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 0.3 * len(groups) * len(series)), 3.2), dpi=100)
+    width = 0.8 / len(series)
+    n_published = sum(1 for s in series if s.get("published"))
+    greys = iter(np.linspace(0.35, 0.85, max(1, n_published)))
+    for i, s in enumerate(series):
+        xs = np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width
+        vals = [s["values"].get(g) for g in groups]
+        heights = [0.0 if v is None else v for v in vals]
+        if s.get("published"):
+            style = {"hatch": "//", "color": str(next(greys)), "edgecolor": "black", "linewidth": 0.4}
+        else:
+            style = {"color": s["colour"]} if s.get("colour") else {}
+        name = f"{s['label']} ({s.get('tag', 'published')})" if s.get("published") else s["label"]
+        ax.bar(xs, heights, width, label=name, **style)
+        ivals = s.get("intervals") or {}
+        err = [(x, v, ivals[g]) for x, v, g in zip(xs, vals, groups) if v is not None and g in ivals]
+        if err:
+            ax.errorbar([e[0] for e in err], [e[1] for e in err],
+                        yerr=[[max(0.0, e[1] - e[2][0]) for e in err], [max(0.0, e[2][1] - e[1]) for e in err]],
+                        fmt="none", ecolor="black", capsize=2, linewidth=0.8)
+    ax.set_xticks(np.arange(len(groups)), [g.replace(" ", "\n") for g in groups], fontsize=8)
+    values = [v for s in series for v in s["values"].values() if v is not None]
+    if values and min(values) >= 0:
+        ax.set_ylim(bottom=0, top=max(1e-6, max(values)) * 1.08)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=8, wrap=True)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return _svg_text(fig)
+
+
+def loss_curves_svg(curves: dict, labels: list[str]) -> Optional[str]:
+    """One panel per label: each run's loss (thin) and the median over runs at each logged step
+    (bold). curves: label -> [[[step, loss], ...] per run]. None without matplotlib or curves."""
+    plt = _pyplot()
+    present = [lb for lb in labels if curves.get(lb)]
+    if plt is None or not present:
+        return None
+    cols = min(3, len(present))
+    rows = -(-len(present) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.4 * rows), dpi=100, squeeze=False, sharey=True)
+    for ax in axes.flat[len(present):]:
+        ax.axis("off")
+    for i, (ax, label) in enumerate(zip(axes.flat, present)):
+        colour = f"C{labels.index(label) % 10}"
+        by_step: dict = {}
+        for run in curves[label]:
+            ax.plot([p[0] for p in run], [p[1] for p in run], color=colour, alpha=0.25, linewidth=0.6)
+            for s, v in run:
+                by_step.setdefault(s, []).append(v)
+        steps = sorted(by_step)
+        ax.plot(steps, [float(np.median(by_step[s])) for s in steps], color=colour, linewidth=1.6)
+        ax.set_title(f"{label} ({len(curves[label])} runs)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("step", fontsize=7)
+    fig.tight_layout()
+    return _svg_text(fig)

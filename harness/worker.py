@@ -21,7 +21,9 @@ within the invocation, it would end the same way.
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from dataclasses import dataclass
 from typing import Callable
 from pathlib import Path
@@ -48,6 +50,7 @@ from harness.store import (
     run_lock,
 )
 from harness.workloads import DEFAULT_WORKLOAD, load_workload
+from harness.logs import get_logger
 
 CACHED, LOCKED, STOPPED = "cached", "locked", "stopped"
 NOT_GENERATED = "not-generated"  # an eval outcome: the run's generation is not done
@@ -83,8 +86,25 @@ class WorkerOptions:
 
 
 def execute_run(spec: RunSpec, opts: WorkerOptions) -> str:
-    """Generate (or, with opts.evaluation, score) one run. Whatever happens to this run (a user
-    error, a corrupt file, an unwritable folder or lock) ends here as its outcome: the next run goes on."""
+    """Generate (or, with opts.evaluation, score) one run; logs its outcome with a timestamp and
+    level (harness.logs)."""
+    log = get_logger(__name__)
+    t0 = time.monotonic()
+    kind = "eval" if opts.evaluation is not None else "run"
+    try:
+        outcome = _execute(spec, opts)
+    except BaseException as e:
+        log.warning("%s %s: interrupted (%s) after %.1f s", kind, spec.rel_dir, type(e).__name__, time.monotonic() - t0)
+        raise
+    if outcome != CACHED:
+        log.log(logging.WARNING if outcome in (FAILED, USER_ERROR) else logging.INFO, "%s %s: %s (%.1f s)", kind,
+                spec.rel_dir, outcome, time.monotonic() - t0)
+    return outcome
+
+
+def _execute(spec: RunSpec, opts: WorkerOptions) -> str:
+    """Whatever happens to this run (a user error, a corrupt file, an unwritable folder or lock)
+    ends here as its outcome: the next run goes on."""
     try:
         if opts.evaluation is not None:
             return execute_eval(spec, opts)
@@ -152,6 +172,8 @@ def _execute_locked(spec: RunSpec, run_dir: Path, opts: WorkerOptions) -> str:
             raise
         except Exception as e:  # recorded and retried; the next run goes on regardless
             attempts.finish(run_dir, FAILED, f"{type(e).__name__}: {e}", format_traceback(e))
+            get_logger(__name__).warning("run %s: attempt %d failed: %s: %s", spec.rel_dir, attempts.failures,
+                                         type(e).__name__, e)
             continue
         except BaseException as e:  # Ctrl-C, a SLURM preemption's exit: resumable, not a failure
             attempts.finish(run_dir, INTERRUPTED, f"{type(e).__name__}: {e}")

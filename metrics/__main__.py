@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m metrics", description="T3Bench quality/alignment and CLIP score")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    ev = sub.add_parser("eval", help="score finished runs")
+    ev = sub.add_parser("eval", help="score finished runs",
+                        description="Score finished run directories with a metric model set; writes each run's "
+                                    "metrics.json (stages already scored with the same settings are kept).")
     ev.add_argument("runs", nargs="+", help="run directories, or folders holding run directories")
     ev.add_argument("--models", default="t3bench", help="metric model set name or yaml (default t3bench)")
     ev.add_argument("--stages", default=None, help=f"comma-separated subset of {','.join(STAGES)} "
@@ -64,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="EvalConfig override, e.g. quality.width=256 (repeatable)")
     ev.add_argument("--force", action="store_true", help="recompute the requested stages even if scored")
-    mf = sub.add_parser("mesh", help="score mesh files (e.g. T3Bench's own model.obj exports) on the mesh path")
+    mf = sub.add_parser("mesh", help="score mesh files (e.g. T3Bench's own model.obj exports) on the mesh path",
+                        description="Score mesh files (.obj or .ply; e.g. T3Bench's own model.obj exports) with the "
+                                    "T3Bench stages, rendered as T3Bench renders meshes.")
     mf.add_argument("meshes", nargs="+", help=".obj or .ply files")
     mf.add_argument("--prompt", required=True, help="the prompt the meshes were made from")
     mf.add_argument("--models", default="t3bench")
@@ -72,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     mf.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     mf.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     mf.add_argument("--force", action="store_true")
-    w = sub.add_parser("weights", help="download a metric model set into the Hugging Face cache")
+    w = sub.add_parser("weights", help="download a metric model set into the Hugging Face cache",
+                       description="Download every model of a metric model set (e.g. t3bench: ImageReward, "
+                                   "BLIP-2, CLIP ViT-L/14) into the Hugging Face cache.")
     w.add_argument("set", help="metric model set name or yaml")
     w.add_argument("--dry-run", action="store_true", help="list the files and the total size, fetch nothing")
     args = parser.parse_args(argv)

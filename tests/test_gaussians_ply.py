@@ -8,7 +8,7 @@ import torch
 
 from generators.errors import UserError
 from generators.gaussians.model import Gaussians
-from generators.gaussians.ply import PlyError, load_ply, save_ply
+from generators.gaussians.ply import UP_AXIS_COMMENT, PlyError, load_ply, save_ply
 
 
 def _random_gaussians(n: int, sh_degree: int, seed: int = 0) -> Gaussians:
@@ -42,12 +42,14 @@ def test_roundtrip_is_exact(tmp_path, sh_degree):
 def test_header_lists_standard_properties_in_order(tmp_path):
     path = save_ply(_random_gaussians(5, 1), tmp_path / "g.ply")
     lines = _header(path)
-    assert lines[:3] == ["ply", "format binary_little_endian 1.0", "element vertex 5"]
+    # the comment says which axis is up (viewers of y-down Inria scenes need it)
+    assert lines[:4] == ["ply", "format binary_little_endian 1.0", UP_AXIS_COMMENT, "element vertex 5"]
+    assert lines[2].startswith("comment up_axis +z")
     assert lines[-1] == "end_header"
     expected = ("x y z nx ny nz f_dc_0 f_dc_1 f_dc_2 f_rest_0 f_rest_1 f_rest_2 f_rest_3 f_rest_4 "
                 "f_rest_5 f_rest_6 f_rest_7 f_rest_8 opacity scale_0 scale_1 scale_2 rot_0 rot_1 "
                 "rot_2 rot_3").split()
-    assert lines[3:-1] == [f"property float {name}" for name in expected]
+    assert lines[4:-1] == [f"property float {name}" for name in expected]
     header_bytes = len("\n".join(lines)) + 1
     assert path.stat().st_size == header_bytes + 5 * len(expected) * 4
 

@@ -6,6 +6,9 @@ Layout: `binary_little_endian 1.0`, one `vertex` element, float32 properties in 
 Values are stored raw, as trained: opacity as a logit, scales as logs, rot as a wxyz quaternion.
 f_rest is channel-major (Inria transposes [N, K-1, 3] to [N, 3, K-1] before flattening): all SH
 bases of red, then of green, then of blue. Normals are written as zeros (viewers ignore them).
+The header carries one comment line, `comment up_axis +z ...`: our world frame is z up with the
+front (azimuth 0) on +x (generators/cameras.py); Inria/COLMAP scenes are usually y down, so a
+viewer needs this to stand the object upright.
 
 The reader looks properties up by name, so files that order them differently or carry extra
 properties (e.g. other tools' exports) load too.
@@ -23,6 +26,9 @@ import torch
 from generators.errors import UserError
 from generators.gaussians.model import Gaussians
 from generators.io import atomic_write
+
+
+UP_AXIS_COMMENT = "comment up_axis +z front +x (anchords-bench world frame: z up, azimuth 0 on +x)"
 
 
 class PlyError(UserError):
@@ -68,7 +74,7 @@ def save_ply(gaussians: Gaussians, path: str | os.PathLike) -> Path:
     rows = _pack(gaussians)
     assert rows.shape[1] == len(names)
     header = "\n".join(
-        ["ply", "format binary_little_endian 1.0", f"element vertex {rows.shape[0]}"]
+        ["ply", "format binary_little_endian 1.0", UP_AXIS_COMMENT, f"element vertex {rows.shape[0]}"]
         + [f"property float {name}" for name in names] + ["end_header"]) + "\n"
 
     def write(tmp: Path) -> None:
