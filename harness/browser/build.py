@@ -137,10 +137,17 @@ def _write_media(pages: list[PromptPage], out: Path, cfg: BrowserConfig) -> None
         for views in page.seeds.values():
             for v in views:
                 run_dir = Path(v.row["run_dir"])
-                path, kind = media.turntable(run_dir, out, v.key, cfg.video_min_height)
+                # a run's unreadable turntable or .ply (empty, truncated) costs that picture only
+                try:
+                    path, kind = media.turntable(run_dir, out, v.key, cfg.video_min_height)
+                except (OSError, ValueError, EOFError) as e:
+                    path, kind = None, f"unreadable turntable ({type(e).__name__}: {e})"
                 if path:
                     v.video, v.video_kind = Path(path).as_posix(), kind
-                name, note = media.splat_script(run_dir, out / "splats", v.key, cfg.max_splat_bytes)
+                try:
+                    name, note = media.splat_script(run_dir, out / "splats", v.key, cfg.max_splat_bytes)
+                except (OSError, ValueError) as e:
+                    name, note = None, f"unreadable gaussians.ply ({type(e).__name__}: {e})"
                 v.splat, v.splat_note = (f"splats/{name}" if name else None), note
                 if v.row.get("toybench_views_png"):  # shown where it lies, as the run's own video
                     v.judged_views = Path(os.path.relpath(v.row["toybench_views_png"], out)).as_posix()
