@@ -353,10 +353,12 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
     chart = out / "figures" / "t3bench_by_category.png"
     chart_note = bar_chart(method_rows(t3_rows), chart) if t3_rows else "no T3Bench runs"
     labels = list(dict.fromkeys(r["label"] for r in rows))
-    grids = prompt_grids(rows, labels, out / "grids")
+    # rebuilt from a scores file without the run folders: no pictures to draw (say so, draw none)
+    pictures = any(Path(r[k]).is_file() for r in rows for k in ("views_png", "toybench_views_png") if r.get(k))
+    grids = prompt_grids(rows, labels, out / "grids") if pictures else []
     toy = [r for r in rows if is_toybench_row(r)]
     trows = toybench_rows(rows)
-    toy_grids = toybench_grids(toy, list(dict.fromkeys(r["label"] for r in toy)), out / "grids") if toy else []
+    toy_grids = toybench_grids(toy, list(dict.fromkeys(r["label"] for r in toy)), out / "grids") if toy and pictures else []
     toy_table = None
     if trows:
         toy_table = out / "toybench.parquet"
@@ -385,13 +387,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--baseline", default=DEFAULT_BASELINE,
                    help=f"label or method every other is paired against (default {DEFAULT_BASELINE})")
-    p.add_argument("--from-scores", action="store_true",
-                   help="rebuild from RESULTS/<job>/scores.parquet instead of the run folders (committed results)")
+    p.add_argument("--from-scores", nargs="?", const="", default=None, metavar="JOB[,JOB...]",
+                   help="rebuild from RESULTS/<job>/scores.parquet instead of the run folders (committed results); "
+                        "with job names, from their scores together (e.g. two seeds run as two jobs)")
     args = p.parse_args(argv)
     try:
-        if args.from_scores:
+        if args.from_scores is not None:
             name = Path(args.job).stem if Path(args.job).suffix in (".yaml", ".yml") else args.job
-            rows = read_scores(args.results / name / "scores.parquet")
+            sources = [j for j in args.from_scores.split(",") if j] or [name]
+            rows = [r for j in sources for r in read_scores(args.results / j / "scores.parquet")]
             paths = build_report(name, [], args.results, baseline=args.baseline, rows=rows)
         else:
             name, specs = resolve_job(args.job, args.results)
