@@ -138,7 +138,7 @@ def _protocol_note(rows: list[dict]) -> str:
     ])
 
 
-def _toybench_definitions(version: int, janus: str) -> list[str]:
+def _toybench_definitions(version: int, janus: str, min_probability: str = "`min_object_probability`") -> list[str]:
     """The ToyBench metrics as the scores' metric version defines them (settings.metric_version)."""
     if version < 2:
         return ["- **Metric version 1** (scored before the controls and the redesign; the current code scores "
@@ -151,7 +151,7 @@ def _toybench_definitions(version: int, janus: str) -> list[str]:
                 "Known flaws of version 1: an empty view has a lower quality error than every two-object method had, and a blank or "
                 "view-invariant blob scores consistency 100 and Janus 0."]
     return [f"- **Metric version {version}.** A view's reading is the judge's object set when the judge gives each "
-            "of its objects a probability of at least 0.5, else none (empty views, the initial ball and colour noise "
+            f"of its objects a probability of at least {min_probability}, else none (empty views, the initial ball and colour noise "
             "get none). Alignment: share of views read as exactly the caption's objects. Consistency: for each of the "
             "caption's objects the share of views whose reading contains it, the smallest over the caption's objects "
             "(an object that shows from some sides only, or turns into another, lowers it; floaters do not). Janus: "
@@ -172,9 +172,11 @@ def _toybench_protocol_note(rows: list[dict]) -> str:
 
     settings = sorted({r["toybench_settings"] for r in rows if r.get("toybench_settings")})
     cams, janus, version = "not recorded yet", "`janus_min_fraction`", 1
+    min_probability = "`min_object_probability`"
     if settings:
         s = json.loads(settings[0])
         version = s.get("metric_version", 1)
+        min_probability = str(s.get("min_object_probability", "`min_object_probability`"))
         cams = (f"{s.get('num_azimuths')} azimuths from {s.get('start_azimuth_deg')} deg x elevations "
                 f"{s.get('elevations_deg')} deg, distance {s.get('distance')}, fov {s.get('fov_y_deg')} deg, "
                 f"{s.get('size')} px")
@@ -185,7 +187,7 @@ def _toybench_protocol_note(rows: list[dict]) -> str:
         "### ToyBench",
         "",
         f"- Views: {cams}, in the world's own frame (no T3Bench normalisation).",
-        *(_toybench_definitions(version, janus)),
+        *(_toybench_definitions(version, janus, min_probability)),
         "- Ground truth: a ToyWorld sample of the caption (the world's renderer, objects turned and scaled as in the "
         "prior's training data) from the same cameras, scored the same way "
         "(each prompt once): the protocol's ceiling, not 100% (the judge misreads some views, objects hide each other).",
