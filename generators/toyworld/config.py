@@ -218,5 +218,5 @@ class SampleConfig:
 
 # The judge's fine-tune for Gaussian renders: from the committed weights, a short run with the halo
 # and darkening augmentation (python -m generators.toyworld.train_judge --finetune-from ...).
-JUDGE_GAUSSIAN_FINETUNE = {"aug_halo_prob": 0.6, "aug_dark_prob": 0.3, "train_images": 12_000, "epochs": 2,
+JUDGE_GAUSSIAN_FINETUNE = {"aug_halo_prob": 0.8, "aug_dark_prob": 0.3, "train_images": 12_000, "epochs": 5,
                            "lr": 5e-4, "eval_images": 2_000}
