@@ -153,7 +153,7 @@ def _protocol_note(rows: list[dict]) -> str:
     ])
 
 
-def _toybench_definitions(version: int, janus: str) -> list[str]:
+def _toybench_definitions(version: int, janus: str, min_probability: str = "`min_object_probability`") -> list[str]:
     """The ToyBench metrics as the scores' metric version defines them (settings.metric_version)."""
     if version < 2:
         return ["- **Metric version 1** (scored before the controls and the redesign; the current code scores "
@@ -166,7 +166,7 @@ def _toybench_definitions(version: int, janus: str) -> list[str]:
                 "Known flaws of version 1: an empty view has a lower quality error than every two-object method had, and a blank or "
                 "view-invariant blob scores consistency 100 and Janus 0."]
     return [f"- **Metric version {version}.** A view's reading is the judge's object set when the judge gives each "
-            "of its objects a probability of at least 0.5, else none (empty views, the initial ball and colour noise "
+            f"of its objects a probability of at least {min_probability}, else none (empty views, the initial ball and colour noise "
             "get none). Alignment: share of views read as exactly the caption's objects. Consistency: for each of the "
             "caption's objects the share of views whose reading contains it, the smallest over the caption's objects "
             "(an object that shows from some sides only, or turns into another, lowers it; floaters do not). Janus: "
@@ -187,9 +187,11 @@ def _toybench_protocol_note(rows: list[dict]) -> str:
 
     settings = sorted({r["toybench_settings"] for r in rows if r.get("toybench_settings")})
     cams, janus, version = "not recorded yet", "`janus_min_fraction`", 1
+    min_probability = "`min_object_probability`"
     if settings:
         s = json.loads(settings[0])
         version = s.get("metric_version", 1)
+        min_probability = str(s.get("min_object_probability", "`min_object_probability`"))
         cams = (f"{s.get('num_azimuths')} azimuths from {s.get('start_azimuth_deg')} deg x elevations "
                 f"{s.get('elevations_deg')} deg, distance {s.get('distance')}, fov {s.get('fov_y_deg')} deg, "
                 f"{s.get('size')} px")
@@ -200,7 +202,7 @@ def _toybench_protocol_note(rows: list[dict]) -> str:
         "### ToyBench",
         "",
         f"- Views: {cams}, in the world's own frame (no T3Bench normalisation).",
-        *(_toybench_definitions(version, janus)),
+        *(_toybench_definitions(version, janus, min_probability)),
         "- Ground truth: a ToyWorld sample of the caption (the world's renderer, objects turned and scaled as in the "
         "prior's training data) from the same cameras, scored the same way "
         "(each prompt once): the protocol's ceiling, not 100% (the judge misreads some views, objects hide each other).",
@@ -383,10 +385,12 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
     chart = out / "figures" / "t3bench_by_category.png"
     chart_note = bar_chart(method_rows(t3_rows), chart) if t3_rows else "no T3Bench runs"
     labels = list(dict.fromkeys(r["label"] for r in rows))
-    grids = prompt_grids(rows, labels, out / "grids")
+    # rebuilt from a scores file without the run folders: no pictures to draw (say so, draw none)
+    pictures = any(Path(r[k]).is_file() for r in rows for k in ("views_png", "toybench_views_png") if r.get(k))
+    grids = prompt_grids(rows, labels, out / "grids") if pictures else []
     toy = [r for r in rows if is_toybench_row(r)]
     trows = toybench_rows(rows)
-    toy_grids = toybench_grids(toy, list(dict.fromkeys(r["label"] for r in toy)), out / "grids") if toy else []
+    toy_grids = toybench_grids(toy, list(dict.fromkeys(r["label"] for r in toy)), out / "grids") if toy and pictures else []
     toy_table = None
     if trows:
         toy_table = out / "toybench.parquet"
@@ -419,13 +423,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--baseline", default=DEFAULT_BASELINE,
                    help=f"label or method every other is paired against (default {DEFAULT_BASELINE})")
-    p.add_argument("--from-scores", action="store_true",
-                   help="rebuild from RESULTS/<job>/scores.parquet instead of the run folders (committed results)")
+    p.add_argument("--from-scores", nargs="?", const="", default=None, metavar="JOB[,JOB...]",
+                   help="rebuild from RESULTS/<job>/scores.parquet instead of the run folders (committed results); "
+                        "with job names, from their scores together (e.g. two seeds run as two jobs)")
     args = p.parse_args(argv)
     try:
-        if args.from_scores:
+        if args.from_scores is not None:
             name = Path(args.job).stem if Path(args.job).suffix in (".yaml", ".yml") else args.job
-            rows = read_scores(args.results / name / "scores.parquet")
+            sources = [j for j in args.from_scores.split(",") if j] or [name]
+            rows = [r for j in sources for r in read_scores(args.results / j / "scores.parquet")]
             paths = build_report(name, [], args.results, baseline=args.baseline, rows=rows)
         else:
             name, specs = resolve_job(args.job, args.results)

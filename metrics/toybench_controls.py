@@ -198,3 +198,88 @@ def control_views(caption: str, cameras: Cameras, background: tuple[float, float
         "fitted truth": render_rgb(fitted, cameras, background),
     }
     return {k: quantise(x.float()) for k, x in views.items()}
+
+
+def score_suite(prompts: list, toy_cfg=None, control_cfg: Optional[ControlConfig] = None, log=print) -> list[dict]:
+    """One row per (caption, control or the ToyWorld sample): every ToyBench number, ToyBench cameras."""
+    import time
+
+    from metrics.config import ToyBenchConfig
+    from metrics.toybench import (CONTROL_KEYS, ground_truth_views, load_toybench_models, score_controls,
+                                  score_views, toybench_cameras)
+
+    toy_cfg = toy_cfg or ToyBenchConfig()
+    models = load_toybench_models(Path(__file__).resolve().parents[1] / "generators" / "models" / "toy" / "judge",
+                                  torch.device("cpu"))
+    cams = toybench_cameras(toy_cfg)
+    rows = []
+    t0 = time.time()
+    for i, entry in enumerate(prompts):
+        quantise = lambda x: (x.clamp(0, 1) * 255).round() / 255.0  # noqa: E731
+        truth = quantise(ground_truth_views(entry.prompt, cams))
+        sample = quantise(ground_truth_views(entry.prompt, cams, seed=toy_cfg.reference_seed))
+        scored = {"ToyWorld sample": {k: v for k, v in score_views(sample, truth, entry.prompt, toy_cfg, models).items()
+                                      if k in CONTROL_KEYS}}
+        scored.update(score_controls(entry.prompt, cams, truth, toy_cfg, models, control_cfg))
+        for name, nums in scored.items():
+            rows.append({"category": entry.category, "prompt": entry.prompt, "control": name, **nums})
+        if log:
+            log(f"{i + 1}/{len(prompts)} {entry.prompt} ({time.time() - t0:.0f} s)")
+    return rows
+
+
+def control_table(rows: list[dict]) -> str:
+    """Per category and control: mean alignment, consistency, Janus (over the captions where it
+    applies; n/a where none shows the caption), quality, and the share of confident readings."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    order = ["ToyWorld sample", *CONTROLS]
+    lines = ["| category | control | captions | alignment % | consistency % | Janus % (captions it applies to) "
+             "| quality (colour-area error) | views with a reading % |", "|---|---|---|---|---|---|---|---|"]
+    for cat in dict.fromkeys(df["category"]):
+        for name in order:
+            d = df[(df["category"] == cat) & (df["control"] == name)]
+            if d.empty:
+                continue
+            janus = d["janus"].dropna()
+            j = "n/a (never shows the caption)" if janus.empty else f"{janus.mean() * 100:.1f} ({len(janus)})"
+            lines.append(f"| {cat} | {name} | {len(d)} | {d['alignment'].mean() * 100:.1f} | "
+                         f"{d['consistency'].mean() * 100:.1f} | {j} | {d['quality'].mean():.3f} | "
+                         f"{d['read_share'].mean() * 100:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """python -m metrics.toybench_controls --prompts toybench --out results/toybench-controls"""
+    import argparse
+
+    import pandas as pd
+
+    from generators.io import atomic_write, atomic_write_text
+    from prompts.suites import load_suite
+
+    ap = argparse.ArgumentParser(description="Score ToyBench's controls for every caption of a suite")
+    ap.add_argument("--prompts", default="toybench", help="prompt suite (default: the test suite)")
+    ap.add_argument("--limit", type=int, default=None, help="first N captions of each category")
+    ap.add_argument("--out", type=Path, default=Path("results/toybench-controls"))
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    entries = load_suite(args.prompts)
+    if args.limit:
+        entries = [e for c in dict.fromkeys(e.category for e in entries)
+                   for e in [x for x in entries if x.category == c][:args.limit]]
+    rows = score_suite(entries)
+    df = pd.DataFrame(rows)
+    atomic_write(args.out / "controls.parquet", lambda p: df.to_parquet(p, index=False))
+    command = "python -m metrics.toybench_controls " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    text = (f"# ToyBench controls ({args.prompts}, {len(entries)} captions)\n\nRegenerate: `{command}`\n\n"
+            + control_table(rows) + "\n")
+    atomic_write_text(args.out / "controls.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -87,3 +87,19 @@ def test_committed_judge_reads_fresh_renders():
     one, two = lab["count"] == 1, lab["count"] == 2
     assert exact[one].float().mean() >= 0.95
     assert exact[two].float().mean() >= 0.85
+
+
+def test_halo_and_darkening_augmentation():
+    from generators.toyworld.judge import add_halo, darken, halo_bank
+
+    g = torch.Generator().manual_seed(0)
+    rgb, alpha = halo_bank(2, 16, g, points=256)
+    assert rgb.shape == (2, 3, 16, 16) and alpha.shape == (2, 1, 16, 16)
+    assert float(alpha.max()) > 0.0 and float(alpha.min()) >= 0.0 and float((rgb - alpha).max()) <= 1e-5
+    img = torch.full((8, 3, 16, 16), 0.35)
+    img[:, 0, 4:8, 4:8] = 0.9
+    assert torch.equal(add_halo(img, (rgb, alpha), 0.0, g), img)  # off
+    assert not torch.equal(add_halo(img, (rgb, alpha), 1.0, g), img)
+    dark = darken(img, 0.35, 1.0, 0.5, g)
+    assert torch.equal(dark[:, :, 10:, 10:], img[:, :, 10:, 10:])  # the background is left alone
+    assert bool((dark[:, 0, 5, 5] <= 0.9).all()) and bool((dark[:, 0, 5, 5] >= 0.45 - 1e-6).all())

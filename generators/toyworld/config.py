@@ -122,6 +122,14 @@ class JudgeConfig:
     aug_blur_prob: float = 0.5
     aug_blur_sigma_max: float = 0.9  # px
     aug_shift_px: int = 2
+    # augmentation for Gaussian renders (generators/toyworld/judge_validation.py): a faint halo of
+    # floaters (a bank of rendered initial balls, opacity 0.05, laid over the image with its alpha
+    # scaled by U[0, 1]) and darkened objects (object pixels x U[dark_min, 1]). 0 = off: the
+    # committed judge's first training had neither; JUDGE_GAUSSIAN_FINETUNE turns them on.
+    aug_halo_prob: float = 0.0
+    aug_halo_bank: int = 96  # halo renders in the bank (random balls, random ToyWorld cameras)
+    aug_dark_prob: float = 0.0
+    aug_dark_min: float = 0.5
     seed_train: int = 101
     seed_eval: int = 202
     seed_init: int = 303
@@ -207,3 +215,9 @@ class SampleConfig:
     guidance_scale: float = 3.0
     eta: float = 0.0
     samples_per_caption: int = 32
+
+
+# The judge's fine-tune for Gaussian renders: from the committed weights, a short run with the halo
+# and darkening augmentation (python -m generators.toyworld.train_judge --finetune-from ...).
+JUDGE_GAUSSIAN_FINETUNE = {"aug_halo_prob": 0.8, "aug_dark_prob": 0.3, "train_images": 12_000, "epochs": 5,
+                           "lr": 5e-4, "eval_images": 2_000}

@@ -122,9 +122,54 @@ def load_judge(folder: str | Path) -> Judge:
     return Judge(net, meta)
 
 
-def augment(images: Tensor, cfg: JudgeConfig, generator: torch.Generator) -> Tensor:
-    """Judge training augmentation on [B, 3, H, W]: flip, shift, blur, brightness, pixel noise."""
+def halo_bank(n: int, size: int, generator: torch.Generator, points: int = 2048, radius: float = 0.9,
+              opacity: float = 0.05) -> tuple[Tensor, Tensor]:
+    """n renders of a faint ball of random-colour Gaussians (the `toy` set's initial ball) from
+    random ToyWorld cameras, through our rasterizer: (premultiplied rgb [n, 3, H, W], alpha [n, 1, H, W])."""
+    from generators.config import InitConfig, RenderConfig
+    from generators.gaussians.init import init_ball
+    from generators.render import render
+    from generators.toyworld.config import ViewSampling
+    from generators.toyworld.data import sample_views
+
+    rgbs, alphas = [], []
+    black = torch.zeros(3)
+    with torch.no_grad():
+        for _ in range(n):
+            ball = init_ball(InitConfig(kind="ball", ball_points=points, ball_radius=radius, opacity=opacity), generator)
+            out = render(ball, sample_views(1, ViewSampling(), size, generator), RenderConfig(backend="dense"), black)
+            rgbs.append(out.rgb[0].permute(2, 0, 1))  # over black = premultiplied colour
+            alphas.append(out.alpha[0].permute(2, 0, 1))
+    return torch.stack(rgbs), torch.stack(alphas)
+
+
+def add_halo(images: Tensor, bank: tuple[Tensor, Tensor], prob: float, generator: torch.Generator) -> Tensor:
+    """Lay a random halo of the bank over some images [B, 3, H, W], its alpha scaled by U[0, 1]
+    (fewer or fainter floaters); the label is unchanged: floaters are not objects."""
     b = images.shape[0]
+    rgb, alpha = bank
+    pick = torch.randint(0, rgb.shape[0], (b,), generator=generator)
+    amount = torch.rand(b, 1, 1, 1, generator=generator) * (torch.rand(b, 1, 1, 1, generator=generator) < prob)
+    return images * (1.0 - amount * alpha[pick]) + amount * rgb[pick]
+
+
+def darken(images: Tensor, background: float, prob: float, lowest: float, generator: torch.Generator) -> Tensor:
+    """Darken the object pixels (those off the background) of some images by a factor U[lowest, 1]."""
+    b = images.shape[0]
+    factor = lowest + (1.0 - lowest) * torch.rand(b, 1, 1, 1, generator=generator)
+    factor = torch.where(torch.rand(b, 1, 1, 1, generator=generator) < prob, factor, torch.ones_like(factor))
+    on_object = ((images - background).abs().amax(dim=1, keepdim=True) > 0.02).float()
+    return images * (1.0 - on_object + on_object * factor)
+
+
+def augment(images: Tensor, cfg: JudgeConfig, generator: torch.Generator, bank=None, background: float = 0.35) -> Tensor:
+    """Judge training augmentation on [B, 3, H, W]: (darkening, halo when on), flip, shift, blur,
+    brightness, pixel noise."""
+    b = images.shape[0]
+    if cfg.aug_dark_prob > 0:
+        images = darken(images, background, cfg.aug_dark_prob, cfg.aug_dark_min, generator)
+    if bank is not None and cfg.aug_halo_prob > 0:
+        images = add_halo(images, bank, cfg.aug_halo_prob, generator)
     flip = torch.rand(b, generator=generator) < 0.5
     images = torch.where(flip[:, None, None, None], images.flip(3), images)
     images = random_shift(images, cfg.aug_shift_px, generator)

@@ -2,7 +2,8 @@
 
     python -m generators.toyworld.train_all [--threads 1] [--run .cache/toyworld/prior_run]
 
-1. the judge           -> generators/models/toy/judge/ (weights, curve, held-out eval, recipe)
+1. the judge           -> trained from scratch into <run>/../judge_base/, then fine-tuned for Gaussian
+                          renders (JUDGE_GAUSSIAN_FINETUNE) into generators/models/toy/judge/
 2. the prior           -> <run>/ (resumable: rerunning continues where it stopped)
 3. export (EMA)        -> generators/models/toy/weights/ (the `toy` model set)
 4. sample evaluation   -> generators/models/toy/weights/training/eval.json (judge on DDIM+CFG samples)
@@ -26,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t = ["--threads", str(args.threads)]
     if not args.skip_judge:
-        if rc := train_judge.main(["--out", str(TOY / "judge")] + t):
+        base = args.run.parent / "judge_base"
+        if rc := train_judge.main(["--out", str(base)] + t):
+            return rc
+        if rc := train_judge.main(["--finetune-from", str(base), "--out", str(TOY / "judge")] + t):
             return rc
     if rc := train_prior.main(["--out", str(args.run), "--resume"] + t):
         return rc

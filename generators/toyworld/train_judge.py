@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from generators.io import atomic_write_json, atomic_write_text
-from generators.toyworld.config import JudgeConfig, SceneSampling, WorldConfig
+from generators.toyworld.config import JUDGE_GAUSSIAN_FINETUNE, JudgeConfig, SceneSampling, WorldConfig
 from generators.toyworld.data import build_dataset
-from generators.toyworld.judge import JudgeNet, augment, build_judge, labels_from_objects, predict_sets, save_judge
+from generators.toyworld.judge import (JudgeNet, augment, build_judge, halo_bank, labels_from_objects, load_judge,
+                                       predict_sets, save_judge)
 
 
 def judge_loss(logits: dict, labels: dict) -> torch.Tensor:
@@ -55,7 +56,9 @@ def evaluate(net: JudgeNet, images: torch.Tensor, objects: torch.Tensor, batch_s
     return out
 
 
-def train(cfg: JudgeConfig, world: WorldConfig, data_root: Path, out: Path, log=print) -> dict:
+def train(cfg: JudgeConfig, world: WorldConfig, data_root: Path, out: Path, log=print,
+          init_from: Path | None = None) -> dict:
+    """Train (or, with `init_from`, fine-tune a saved judge's weights) and save into `out`."""
     scenes = SceneSampling(p_one=cfg.p_one)
     t0 = time.time()
     train_set = build_dataset(data_root, cfg.train_images, cfg.seed_train, world, scenes, log=log)
@@ -63,7 +66,10 @@ def train(cfg: JudgeConfig, world: WorldConfig, data_root: Path, out: Path, log=
     render_s = time.time() - t0
     torch.manual_seed(cfg.seed_init)
     net = build_judge(cfg)
+    if init_from is not None:
+        net.load_state_dict(load_judge(init_from).net.state_dict())
     g = torch.Generator().manual_seed(cfg.seed_init)
+    bank = halo_bank(cfg.aug_halo_bank, world.tracer.size, g) if cfg.aug_halo_prob > 0 else None
     steps_per_epoch = math.ceil(cfg.train_images / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -79,7 +85,7 @@ def train(cfg: JudgeConfig, world: WorldConfig, data_root: Path, out: Path, log=
         for i in range(steps_per_epoch):
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = train_set["images"][idx].permute(0, 3, 1, 2).float() / 255.0
-            x = augment(x, cfg, g)
+            x = augment(x, cfg, g, bank, world.shading.background)
             loss = judge_loss(net(x), {k: v[idx] for k, v in labels.items()})
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -108,6 +114,7 @@ def train(cfg: JudgeConfig, world: WorldConfig, data_root: Path, out: Path, log=
     atomic_write_json(out / "eval.json", evaluation)
     atomic_write_json(out / "recipe.json", {
         "command": "python -m " + " ".join(["generators.toyworld.train_judge"] + sys.argv[1:]),
+        "init_from": None if init_from is None else str(init_from),
         "judge": asdict(cfg), "world": asdict(world), "data": f"build_dataset(n, seed) with p_one={cfg.p_one}",
     })
     return evaluation
@@ -121,13 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-images", type=int, default=None, help="override (tests)")
     ap.add_argument("--eval-images", type=int, default=None, help="override (tests)")
     ap.add_argument("--epochs", type=int, default=None, help="override (tests)")
+    ap.add_argument("--finetune-from", type=Path, default=None,
+                    help="start from this judge's weights with JUDGE_GAUSSIAN_FINETUNE (halo + darkening augmentation)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = JudgeConfig()
+    if args.finetune_from is not None:
+        cfg = replace(cfg, **JUDGE_GAUSSIAN_FINETUNE)
     overrides = {k: v for k, v in {"train_images": args.train_images, "eval_images": args.eval_images,
                                    "epochs": args.epochs}.items() if v is not None}
     cfg = replace(cfg, **overrides)
-    evaluation = train(cfg, WorldConfig(), args.data_root, args.out)
+    evaluation = train(cfg, WorldConfig(), args.data_root, args.out, init_from=args.finetune_from)
     print({k: v["exact_set"] for k, v in evaluation["held_out"].items()})
     return 0
 
