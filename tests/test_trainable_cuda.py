@@ -23,7 +23,7 @@ def _trainers():
 
     models = load_models("tiny", {"ip_adapter", "controlnet"}, "cuda")  # the set's cuda_dtype (fp16)
     yield "ip-adapter finetune", AdapterFinetune.for_source(models, "ip-adapter", FinetuneConfig(layer=models.finetune_layer))
-    yield "controlnet finetune", AdapterFinetune.for_source(models, "controlnet", FinetuneConfig(layer="controlnet_down_blocks.11"))
+    yield "controlnet finetune", AdapterFinetune.for_source(models, "controlnet", FinetuneConfig(layer="controlnet_down_blocks.-1"))
     yield "vsd lora", LoRAModel(models.unet, models.scheduler.alphas_cumprod, VSDConfig()).trainer
 
 
