@@ -45,10 +45,10 @@ def random_set_of(method: str) -> str:
     return f"{resolve_run_config(method, prompt='x').models}-random"
 
 
-def reduced_overrides(size: int, vae_size: int, steps: int, ball_points: int) -> dict:
-    """The paper's settings but for the sizes: 4 views, `size` px renders, `vae_size` px VAE input."""
+def reduced_overrides(size: int, vae_size: int, steps: int, ball_points: int, views: int = 4) -> dict:
+    """The paper's settings but for the sizes: `views` views (the paper: 4), `size` px renders, `vae_size` px VAE input."""
     return {"steps": steps, "log_every": 1, "checkpoint_every": 10**9, "device": "cpu",
-            "camera": {"width": size, "height": size}, "guidance": {"vae_input_size": vae_size},
+            "camera": {"width": size, "height": size, "batch_size": views}, "guidance": {"vae_input_size": vae_size},
             "init": {"kind": "ball", "ball_points": ball_points}}
 
 
@@ -69,11 +69,11 @@ def _float_tensors(tree, prefix: str = "") -> dict:
     return out
 
 
-def run_config(method: str, models: str, size: int, vae_size: int, steps: int, ball_points: int):
+def run_config(method: str, models: str, size: int, vae_size: int, steps: int, ball_points: int, views: int = 4):
     from generators.methods import resolve_run_config
 
     return resolve_run_config(method, prompt="a red apple", models=models,
-                              overrides=reduced_overrides(size, vae_size, steps, ball_points))
+                              overrides=reduced_overrides(size, vae_size, steps, ball_points, views))
 
 
 def run_one(method: str, models: str, size: int, vae_size: int, steps: int, ball_points: int) -> dict:
