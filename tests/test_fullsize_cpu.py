@@ -64,7 +64,12 @@ def test_method_trains_two_steps_on_the_full_size_networks(models, components, m
     assert row["steps"] == STEPS and row["all_losses_finite"], row
     assert row["gaussians_max_change"]["means"] > 0 and row["gaussians_max_change"]["sh0"] > 0, row
     if method in TRAINERS:
-        assert row["trainable_tensors"] > 0 and row["trainable_tensors_changed"] == row["trainable_tensors"], row
+        if method == "vsd":
+            # the mid block works on 1x1 latents here: its self-attention over one token has no
+            # gradient for q and k, so those two LoRA B matrices stay at their zero init
+            assert row["trainable_tensors_changed"] >= row["trainable_tensors"] - 2 > 0, row
+        else:
+            assert row["trainable_tensors"] > 0 and row["trainable_tensors_changed"] == row["trainable_tensors"], row
     else:
         assert not row["trainable"]
     if method == CASES[-1][2]:
