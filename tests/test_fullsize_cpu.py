@@ -14,6 +14,7 @@ that the UNet they share carries no IP-Adapter.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import importlib.util
 from pathlib import Path
@@ -41,13 +42,22 @@ def _perf():
     return module
 
 
+def _free() -> None:
+    """Drop the loaded set and hand its memory back to the OS (glibc keeps freed heap otherwise)."""
+    _loaded.clear()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc: the memory is reused by the next load all the same
+        pass
+
+
 def _nets(models: str, components: set):
     from generators.models.loader import load_models
 
     key = (models, frozenset(components))
     if key not in _loaded:
-        _loaded.clear()
-        gc.collect()  # free the other set (7-8 GB) before loading this one
+        _free()  # the other set (7-8 GB) before loading this one
         _loaded[key] = load_models(models, components, "cpu")
     return _loaded[key]
 
@@ -58,6 +68,10 @@ def test_method_trains_two_steps_on_the_full_size_networks(models, components, m
 
     perf = _perf()
     cfg = perf.run_config(method, models, SIZE, VAE_SIZE, STEPS, POINTS, VIEWS)
+    if cfg.guidance.filter.enabled:
+        # random networks reconstruct nothing: every view's L_rec is far above gamma = 0.03 and the
+        # filter would drop them all (no colour gradient at all); let them pass to run the whole path
+        cfg.guidance.filter.gamma = 1e9
     assert required_components(cfg) <= components | {"base"}
     row = perf.train_steps(cfg, _nets(models, components))
     assert row["unet_parameters"] > 850_000_000  # the full-size UNet, not the tiny one
@@ -73,4 +87,4 @@ def test_method_trains_two_steps_on_the_full_size_networks(models, components, m
     else:
         assert not row["trainable"]
     if method == CASES[-1][2]:
-        _loaded.clear()  # the last one: give the memory back to the rest of the suite
+        _free()  # the last one: give the memory back to the rest of the suite
