@@ -43,7 +43,6 @@ def test_gpus_are_dealt_one_per_worker_then_round_robin():
     assert local.gpu_per_worker(2, []) == [None, None]
 
 
-@pytest.mark.slow  # spawned workers import torch: ~20 s, more on a busy machine
 def test_each_pool_worker_process_sees_only_its_own_gpu(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # the faked node: two GPUs
     with local._worker_pool(workers=2, threads=1) as pool:
@@ -53,7 +52,6 @@ def test_each_pool_worker_process_sees_only_its_own_gpu(monkeypatch):
     assert os.getpid() not in seen and os.environ["CUDA_VISIBLE_DEVICES"] == "3,5"  # the parent keeps its list
 
 
-@pytest.mark.slow
 def test_workers_on_a_cpu_node_get_no_gpu_setting(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with local._worker_pool(workers=2, threads=1) as pool:
