@@ -10,9 +10,9 @@ Three size profiles share one builder:
           ControlNet / Shap-E text300M at their real sizes, for the ControlNet methods and VSD.
 
 The full-size sets are built in fp16 unless asked otherwise (`--dtype float32` doubles the disk
-and saves no time: the random initialisation in fp32 dominates). Measured on a 2-core CPU
-while other jobs loaded it (2026-11-29): sd21 72-75 s and 6.0 GB peak memory in fp16 or fp32, 4.4 GB
-on disk in fp16 (8.7 GB in fp32); sd15 80-137 s and 6.7 GB peak, 4.2 GB in fp16 (8.4 GB in fp32).
+and saves no time: the random initialisation in fp32 dominates). Measured on a shared 2-core CPU
+(2026-11-29): sd21 29 s (75 s under load) and 6.0 GB peak memory, 4.4 GB on disk in fp16 (8.7 GB
+in fp32); sd15 42 s (137 s under load) and 5.1 GB peak, 4.2 GB in fp16 (8.4 GB in fp32).
 
 The set is written to disk in the Hugging Face layout (`save_pretrained`) and loaded back by
 the very same loader as the real sets, so CPU tests exercise the real loading code:
