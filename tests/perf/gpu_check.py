@@ -8,8 +8,8 @@ Stages (expected seconds on one H100/H200 node with 16 cores; a second run reuse
                          TORCH_CUDA_ARCH_LIST defaults to the GPU's own architecture (one arch: a
                          shorter compile). Without a GPU this is where it stops: exit 2 in seconds.
   1 build         ~240   in parallel: gsplat's CUDA extension (make gsplat, 3-4 min: the longest
-                         part) and the two full-size random sets, fp16, one process each (~75 s each
-                         on 2 cores, less here; cached under .cache/models: 0 s the second time)
+                         part) and the two full-size random sets, fp16, one process each (30-40 s each
+                         on a quiet 2-core CPU; cached under .cache/models: 0 s the second time)
   2 cuda tests     ~60   pytest -m cuda: gsplat against the dense renderer (values and gradients),
                          the trainable parts' per-step gradient on CUDA, any other CUDA-marked test
   3 sd15 methods   ~75   bench_methods on sd15-random at the paper's settings (4 views, 1024 px,
