@@ -43,7 +43,7 @@ EVAL_SETS = $(if $(JUDGE_URL),--set 'alignment.judge.kind=openai' --set 'alignme
 	$(if $(JUDGE_TEMPLATES),--set 'alignment.judge.templates=$(JUDGE_TEMPLATES)') \
 	$(if $(EVAL_SOURCE),--set 'source=$(EVAL_SOURCE)')
 
-.PHONY: plan help install demo benchmark status eval report test test-fast perf weights weights-eval methods toyworld-train clean-demo
+.PHONY: plan help install demo benchmark status eval report test test-fast perf weights weights-eval methods toyworld-train clean-demo gsplat gpu-check
 
 help:
 	@echo "make demo     ToyBench on CPU: 5 methods on the self-trained ToyWorld prior, scored and reported (~10 min)"
@@ -59,6 +59,8 @@ help:
 	@echo "make report JOB=paper-table1   scores.parquet, report.md/.html, figures (no GPU needed)"
 	@echo "make test     run the test suite on CPU"
 	@echo "make perf     speed benchmarks (writes results/perf/)"
+	@echo "make gsplat   build gsplat's CUDA extension once into TORCH_EXTENSIONS_DIR (default .cache/torch_extensions)"
+	@echo "make gpu-check   the first-GPU acceptance run (<= 8 min on one H100/H200): writes results/perf/*_cuda.json"
 	@echo "make weights MODELS=sd15   fetch a real model set from the Hugging Face hub"
 	@echo "make weights-eval          fetch the evaluation models (ImageReward, BLIP-2, CLIP, judge)"
 	@echo "make methods  list the methods"
@@ -114,6 +116,15 @@ test-fast: $(STAMP)
 
 perf: $(STAMP)
 	$(PY) tests/perf/run_all.py
+
+# gsplat compiles its CUDA code once into a folder every run (and node) then loads it from; it
+# names what is missing (nvcc, a CUDA matching torch's, TORCH_CUDA_ARCH_LIST) in seconds.
+gsplat: $(STAMP)
+	$(PY) -m generators.render.gsplat_build
+
+# One prepared GPU run in stages (see tests/perf/gpu_check.py); fails in seconds without a GPU.
+gpu-check: $(STAMP)
+	$(PY) tests/perf/gpu_check.py
 
 weights: $(STAMP)
 	@test -n "$(MODELS)" || { echo "make weights: give MODELS=sd15 or MODELS=sd21" >&2; exit 2; }

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from generators.models import tiny
-from generators.models.tiny import SD15, TINY, ip_kv_layers, resampler_state
+from generators.models.tiny import SD15, SD21, TINY, ip_kv_layers, resampler_state
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -173,11 +173,78 @@ def test_sd15_cache_accepts_either_dtype_and_never_a_tiny_folder(tmp_path, monke
     target.mkdir()
     (target / tiny.STAMP_FILE).write_text(json.dumps(tiny._stamp(TINY, 0, "float32")))
     assert tiny.ensure_sd15_random_set(tmp_path) == target
-    assert builds == [("sd15", "float32")]  # a tiny stamp is stale for sd15
-    (target / tiny.STAMP_FILE).write_text(json.dumps(tiny._stamp(SD15, 0, "float16")))
+    assert builds == [("sd15", "float16")]  # a tiny stamp is stale for sd15; fp16 halves the disk
+    (target / tiny.STAMP_FILE).write_text(json.dumps(tiny._stamp(SD15, 0, "float32")))
     assert tiny.ensure_sd15_random_set(tmp_path) == target  # any dtype will do for the loader
     assert len(builds) == 1
-    tiny.ensure_sd15_random_set(tmp_path, dtype="float32")
-    assert builds[-1] == ("sd15", "float32") and len(builds) == 2
+    tiny.ensure_sd15_random_set(tmp_path, dtype="bfloat16")
+    assert builds[-1] == ("sd15", "bfloat16") and len(builds) == 2
     assert json.loads((target / tiny.STAMP_FILE).read_text())["profile"] == "sd15"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".sd15-random.lock", "sd15-random"]
+
+
+# ----------------------------------------------------------------------------------------------
+# sd21: SD 2.1-base, its OpenCLIP-H text tower, its normal ControlNet, Shap-E text300M
+
+
+@pytest.fixture(scope="module")
+def sd21_unet():
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):
+        return UNet2DConditionModel(**SD21.unet)
+
+
+def test_sd21_unet_has_the_published_sd21_base_size_and_64_wide_heads(sd21_unet):
+    assert _count(sd21_unet) == 865_910_724  # stabilityai/stable-diffusion-2-1-base unet
+    attn = sd21_unet.down_blocks[0].attentions[0]
+    assert type(attn.proj_in).__name__ == "Linear"  # use_linear_projection
+    heads = [b.attentions[0].transformer_blocks[0].attn2 for b in sd21_unet.down_blocks[:3]]
+    assert [(a.heads, a.inner_dim // a.heads) for a in heads] == [(5, 64), (10, 64), (20, 64)]
+    assert heads[0].to_k.in_features == 1024  # OpenCLIP-H text width
+
+
+def test_sd21_text_encoder_is_openclip_h_without_its_last_layer():
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    with torch.device("meta"):
+        text = CLIPTextModel(CLIPTextConfig(**SD21.text))
+    assert _count(text) == 340_387_840  # the published SD 2.x text_encoder
+    assert text.config.hidden_size == 1024 and text.config.num_hidden_layers == 23
+    assert text.config.hidden_act == "gelu"
+
+
+def test_sd21_controlnet_matches_the_unet_and_shap_e_has_text300m_sizes(sd21_unet):
+    from diffusers import ControlNetModel, PriorTransformer
+    from diffusers.pipelines.shap_e import ShapERenderer
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    with torch.device("meta"):
+        controlnet = ControlNetModel.from_unet(sd21_unet, load_weights_from_unet=False)
+        prior = PriorTransformer(**tiny.SHAP_E_FULL["prior"])
+        renderer = ShapERenderer(**tiny.SHAP_E_FULL["renderer"])
+        shap_text = CLIPTextModelWithProjection(CLIPTextConfig(**tiny.SHAP_E_FULL["text"]))
+    assert controlnet.config.cross_attention_dim == 1024 and controlnet.config.use_linear_projection
+    assert _count(controlnet.down_blocks) == _count(sd21_unet.down_blocks)
+    assert SD21.shap_e is tiny.SHAP_E_FULL and SD21.vision is None  # no IP-Adapter in the sd21 sets
+    # the prior's 1024 x 1024 latent projects onto the renderer MLP's 4 x 256 weight rows
+    assert prior.config.num_embeddings == sum(rows for rows, _ in renderer.config.param_shapes)
+    assert prior.config.embedding_proj_dim == shap_text.config.projection_dim == 768
+    assert 300e6 < _count(prior) < 320e6  # text300M
+
+
+def test_sd21_random_set_yaml_runs_the_paper_settings_with_its_own_finetune_layer():
+    from generators.methods import resolve_run_config
+    from generators.models.spec import load_set_spec
+    from generators.train import required_components
+
+    spec = load_set_spec("sd21-random")
+    real = load_set_spec("sd21")
+    assert spec.embedded == "generators.models.tiny:ensure_sd21_random_set"
+    assert spec.ip_adapter is None and spec.shap_e is not None
+    assert (spec.finetune_layer, spec.vae_input_size) == (real.finetune_layer, real.vae_input_size)
+    for method in ("anchords-cn", "anchords-cn-finetune", "vsd"):
+        cfg = resolve_run_config(method, prompt="a red apple", models="sd21-random")
+        assert (cfg.camera.width, cfg.camera.batch_size, cfg.guidance.vae_input_size) == (1024, 4, 512)
+        assert cfg.init.kind == "ball"
+        assert all(spec.component(c) is not None for c in required_components(cfg))

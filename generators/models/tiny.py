@@ -1,20 +1,26 @@
 """Embedded random-weight model sets: every network of the real sets, built without downloads.
 
-Two size profiles share one builder:
+Three size profiles share one builder:
 
     tiny  the `tiny` set: SD 1.5's architecture families at tiny widths, for CPU tests
     sd15  the `sd15-random` set: SD 1.5 / IP-Adapter-Plus / ViT-H/14 / ControlNet at their real
           sizes with random weights, so a GPU gives true per-step timings (no Shap-E, no depth
-          detector: the benchmark uses `init.kind: ball`). 8.4 GB in fp32 (4.2 GB with
-          --dtype float16); about 80 s to build on a 2-core CPU, 6.7 GB peak memory.
+          detector: the benchmark uses `init.kind: ball`).
+    sd21  the `sd21-random` set: SD 2.1-base (OpenCLIP ViT-H/14 text tower, 1024-d) / its normal
+          ControlNet / Shap-E text300M at their real sizes, for the ControlNet methods and VSD.
+
+The full-size sets are built in fp16 unless asked otherwise (`--dtype float32` doubles the disk
+and saves no time: the random initialisation in fp32 dominates). Measured on a shared 2-core CPU
+(2026-11-29): sd21 29 s (75 s under load) and 6.0 GB peak memory, 4.4 GB on disk in fp16 (8.7 GB
+in fp32); sd15 42 s (137 s under load) and 5.1 GB peak, 4.2 GB in fp16 (8.4 GB in fp32).
 
 The set is written to disk in the Hugging Face layout (`save_pretrained`) and loaded back by
 the very same loader as the real sets, so CPU tests exercise the real loading code:
 
     <dir>/base/          StableDiffusionPipeline folder (unet, vae, text_encoder, tokenizer, scheduler)
-    <dir>/ip_adapter/    ip-adapter-plus_tiny.safetensors (sd15: ..._sd15) + image_encoder/
+    <dir>/ip_adapter/    ip-adapter-plus_tiny.safetensors (sd15: ..._sd15) + image_encoder/ (not sd21)
     <dir>/controlnet/    ControlNetModel
-    <dir>/shap_e/        ShapEPipeline folder (tiny only)
+    <dir>/shap_e/        ShapEPipeline folder (tiny and sd21)
     <dir>/control_detector/ (tiny only)  DPTForDepthEstimation (hybrid BiT + ViT, like Intel/dpt-hybrid-midas) + DPTImageProcessor
     <dir>/tiny_set.json  builder version + seed (+ profile, dtype) (a stale cache is rebuilt)
 
@@ -24,7 +30,7 @@ depth network); in the tiny profile only the widths are tiny. Everything is dete
 the seed (per profile and dtype).
 
     python -m generators.models.tiny build [DIR]
-    python -m generators.models.tiny build --profile sd15 [--dtype float16] [DIR]
+    python -m generators.models.tiny build --profile sd15|sd21 [--dtype float32] [DIR]
 """
 
 from __future__ import annotations
@@ -100,6 +106,33 @@ SHAP_E_LATENT = 32  # prior embedding_dim = renderer d_latent
 SHAP_E_HIDDEN = 8  # renderer MLP width; num_embeddings = 4 projected layers x 8 rows
 # diffusers' Shap-E HeunDiscreteScheduler settings (openai/shap-e scheduler config)
 SHAP_E_SCHEDULER = dict(beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample", use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
+# the tiny Shap-E, in the form of SHAP_E_FULL below
+SHAP_E_TINY = dict(
+    prior=dict(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        embedding_dim=SHAP_E_LATENT,
+        num_embeddings=4 * SHAP_E_HIDDEN,  # one row per projected MLP row (4 layers x d_hidden)
+        embedding_proj_dim=CROSS_DIM,
+        time_embed_dim=4 * SHAP_E_LATENT,
+        num_layers=1,
+        clip_embed_dim=2 * SHAP_E_LATENT,  # output splits into (noise, variance) halves
+        additional_embeddings=0,
+        time_embed_act_fn="gelu",
+        norm_in_type="layer",
+        encoder_hid_proj_type=None,
+        added_emb_type=None,
+    ),
+    renderer=dict(
+        # 93 = NeRF position encoding width
+        param_shapes=((SHAP_E_HIDDEN, 93), (SHAP_E_HIDDEN, SHAP_E_HIDDEN), (SHAP_E_HIDDEN, SHAP_E_HIDDEN), (SHAP_E_HIDDEN, SHAP_E_HIDDEN)),
+        d_latent=SHAP_E_LATENT,
+        d_hidden=SHAP_E_HIDDEN,
+        n_output=12,
+        background=(255.0, 255.0, 255.0),
+    ),
+    text=TEXT,
+)
 # DPT-Hybrid (Intel/dpt-hybrid-midas's structure: BiT bottleneck backbone for the first two
 # stages + ViT, "project" readout): 64 px in, stride-16 BiT -> a 4x4 token grid.
 DETECTOR_SIZE = 64  # the processor's input size (384 for the real model)
@@ -161,6 +194,31 @@ SD15_VISION = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=3
 # ip-adapter-plus_sd15: 16 queries of width 768 = 12 heads x 64, depth 4, ff_mult 4
 SD15_RESAMPLER = dict(hidden=768, heads=12, queries=16, depth=4, ff_mult=4)
 
+# ----------------------------------------------------------------------------------------------
+# The sd21 profile: SD 2.1-base (stabilityai/stable-diffusion-2-1-base's configs), its normal
+# ControlNet (built from the UNet, as thibaud/controlnet-sd21-normalbae-diffusers is) and Shap-E
+
+SD21_CROSS_DIM = 1024  # OpenCLIP ViT-H/14 text width = SD 2.x cross_attention_dim
+# SD 2.x: 64-wide heads (5, 10, 20, 20 of them), linear projections in the transformer blocks;
+# the base (512 px, epsilon-prediction) model does not upcast attention.
+SD21_UNET = dict(SD15_UNET, cross_attention_dim=SD21_CROSS_DIM, attention_head_dim=(5, 10, 20, 20),
+                 use_linear_projection=True)
+SD21_VAE = SD15_VAE  # SD 2.x reuses SD 1.x's 8x KL autoencoder
+# OpenCLIP ViT-H/14 text tower as diffusers ships it: 23 of its 24 layers (SD 2.x conditions on
+# the penultimate layer), GELU. The byte-level tokenizer is reused as in the sd15 profile.
+SD21_TEXT = dict(TEXT, vocab_size=49408, hidden_size=SD21_CROSS_DIM, intermediate_size=4096, num_hidden_layers=23,
+                 num_attention_heads=16, projection_dim=512, hidden_act="gelu", layer_norm_eps=1e-5)
+# openai/shap-e (text300M): diffusers' conversion-script prior config, the default renderer, and
+# the CLIP ViT-L/14 text encoder with projection.
+SHAP_E_FULL = dict(
+    prior=dict(num_attention_heads=16, attention_head_dim=64, num_layers=24, embedding_dim=1024, num_embeddings=1024,
+               additional_embeddings=0, time_embed_act_fn="gelu", norm_in_type="layer", encoder_hid_proj_type=None,
+               added_emb_type=None, time_embed_dim=4096, embedding_proj_dim=768, clip_embed_dim=2048),
+    renderer=dict(param_shapes=((256, 93), (256, 256), (256, 256), (256, 256)), d_latent=1024, d_hidden=256,
+                  n_output=12, background=(255.0, 255.0, 255.0)),
+    text=dict(SD15_TEXT, projection_dim=768),
+)
+
 
 @dataclass(frozen=True)
 class SizeProfile:
@@ -172,31 +230,38 @@ class SizeProfile:
     unet: dict
     vae: dict
     text: dict
-    vision: dict
-    resampler: dict
-    ip_weight_name: str
+    vision: Optional[dict]  # the IP-Adapter's image encoder; None: the set has no IP-Adapter
+    resampler: Optional[dict]
+    ip_weight_name: Optional[str]
     controlnet_cond_channels: Optional[tuple]  # None: diffusers' default (16, 32, 96, 256)
     # std of the random weights the inits leave at zero (IP K/V, ControlNet zero-convs); with
     # random_std_per_fan_in it is divided by sqrt(fan_in), so full-width layers keep unit-scale
     # outputs (an absolute 0.2 on 1280 inputs would push fp16 activations towards overflow)
     random_std: float
     random_std_per_fan_in: bool
-    shap_e: bool  # build the Shap-E pipeline
+    shap_e: Optional[dict]  # sizes of the Shap-E pipeline (SHAP_E_TINY / SHAP_E_FULL); None: none built
     control_detector: bool  # build the DPT depth network
 
 
 TINY = SizeProfile(
     name="tiny", folder="tiny", cross_dim=CROSS_DIM, unet=UNET, vae=VAE, text=TEXT, vision=VISION, resampler=RESAMPLER,
     ip_weight_name=IP_WEIGHT_NAME, controlnet_cond_channels=CONTROLNET_COND_CHANNELS, random_std=RANDOM_STD,
-    random_std_per_fan_in=False, shap_e=True, control_detector=True,
+    random_std_per_fan_in=False, shap_e=SHAP_E_TINY, control_detector=True,
 )
 SD15 = SizeProfile(
     name="sd15", folder="sd15-random", cross_dim=SD15_CROSS_DIM, unet=SD15_UNET, vae=SD15_VAE, text=SD15_TEXT,
     vision=SD15_VISION, resampler=SD15_RESAMPLER, ip_weight_name="ip-adapter-plus_sd15.safetensors",
-    controlnet_cond_channels=None, random_std=1.0, random_std_per_fan_in=True, shap_e=False, control_detector=False,
+    controlnet_cond_channels=None, random_std=1.0, random_std_per_fan_in=True, shap_e=None, control_detector=False,
 )
-PROFILES = {p.name: p for p in (TINY, SD15)}
-DTYPES = {"float32": torch.float32, "float16": torch.float16}
+SD21 = SizeProfile(
+    name="sd21", folder="sd21-random", cross_dim=SD21_CROSS_DIM, unet=SD21_UNET, vae=SD21_VAE, text=SD21_TEXT,
+    vision=None, resampler=None, ip_weight_name=None, controlnet_cond_channels=None, random_std=1.0,
+    random_std_per_fan_in=True, shap_e=SHAP_E_FULL, control_detector=False,
+)
+PROFILES = {p.name: p for p in (TINY, SD15, SD21)}
+# The dtype a full-size set is built in when none is asked for (see the module docstring's timings).
+DEFAULT_FULL_SIZE_DTYPE = "float16"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -460,42 +525,21 @@ def _build_controlnet(out: Path, seed: int, unet, profile: SizeProfile, dtype: t
     controlnet.to(dtype).save_pretrained(out / "controlnet")
 
 
-def _build_shap_e(out: Path, seed: int) -> None:
+def _build_shap_e(out: Path, seed: int, sizes: dict, dtype: torch.dtype = torch.float32) -> None:
     from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEPipeline
     from diffusers.pipelines.shap_e import ShapERenderer
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
     _seeded(seed, 7)
-    prior = PriorTransformer(
-        num_attention_heads=2,
-        attention_head_dim=16,
-        embedding_dim=SHAP_E_LATENT,
-        num_embeddings=4 * SHAP_E_HIDDEN,  # one row per projected MLP row (4 layers x d_hidden)
-        embedding_proj_dim=CROSS_DIM,
-        time_embed_dim=4 * SHAP_E_LATENT,
-        num_layers=1,
-        clip_embed_dim=2 * SHAP_E_LATENT,  # output splits into (noise, variance) halves
-        additional_embeddings=0,
-        time_embed_act_fn="gelu",
-        norm_in_type="layer",
-        encoder_hid_proj_type=None,
-        added_emb_type=None,
-    )
+    prior = PriorTransformer(**sizes["prior"])
     _seeded(seed, 8)
-    text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(**TEXT))
+    text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(**sizes["text"]))
     tok_dir = out / "_shap_e_tokenizer"
     _write_tokenizer(tok_dir)
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
     shutil.rmtree(tok_dir)
     _seeded(seed, 9)
-    d = SHAP_E_HIDDEN
-    renderer = ShapERenderer(
-        param_shapes=((d, 93), (d, d), (d, d), (d, d)),  # 93 = NeRF position encoding width
-        d_latent=SHAP_E_LATENT,
-        d_hidden=d,
-        n_output=12,
-        background=(255.0, 255.0, 255.0),
-    )
+    renderer = ShapERenderer(**sizes["renderer"])
     cases, masks = marching_cubes_tables()
     renderer.mesh_decoder.cases.copy_(cases)
     renderer.mesh_decoder.masks.copy_(masks)
@@ -506,6 +550,9 @@ def _build_shap_e(out: Path, seed: int) -> None:
         scheduler=HeunDiscreteScheduler(**SHAP_E_SCHEDULER),
         shap_e_renderer=renderer,
     )
+    if dtype != torch.float32:  # floating weights only: the marching-cubes tables keep their dtypes
+        for module in (prior, text_encoder, renderer):
+            module.to(dtype)
     pipe.save_pretrained(out / "shap_e")
 
 
@@ -549,10 +596,12 @@ def build_set(out_dir: Path, seed: int = 0, profile: SizeProfile = TINY, dtype: 
     rng_state = torch.get_rng_state()
     try:
         unet = _build_base(out_dir, seed, profile, torch_dtype)
-        _build_ip_adapter(out_dir, seed, unet, profile, torch_dtype)
+        if profile.vision is not None:
+            _build_ip_adapter(out_dir, seed, unet, profile, torch_dtype)
         _build_controlnet(out_dir, seed, unet, profile, torch_dtype)
-        if profile.shap_e:
-            _build_shap_e(out_dir, seed)
+        del unet
+        if profile.shap_e is not None:
+            _build_shap_e(out_dir, seed, profile.shap_e, torch_dtype)
         if profile.control_detector:
             _build_control_detector(out_dir, seed)
     finally:
@@ -625,14 +674,25 @@ def ensure_tiny_set(cache_root: Path | None = None, seed: int = 0) -> Path:
     return _ensure(cache_root, seed, TINY, "float32", lambda out, s: build_tiny_set(out, s))
 
 
-def ensure_sd15_random_set(cache_root: Path | None = None, seed: int = 0, dtype: Optional[str] = None) -> Path:
-    """The folder of the full-size random set (`<cache>/sd15-random`), building it if missing or stale.
+def ensure_random_set(profile: SizeProfile, cache_root: Path | None = None, seed: int = 0,
+                      dtype: Optional[str] = None) -> Path:
+    """The folder of a full-size random set (`<cache>/<profile.folder>`), building it if missing or stale.
 
-    dtype None accepts a cached build of either dtype (`build --profile sd15 --dtype float16`
-    writes a 4.2 GB one for GPU use) and builds float32 (8.4 GB) when there is none.
+    dtype None accepts a cached build of any dtype (the loader casts to the run's dtype) and
+    builds DEFAULT_FULL_SIZE_DTYPE when there is none.
     """
-    build_dtype = dtype or "float32"
-    return _ensure(cache_root, seed, SD15, dtype, lambda out, s: build_set(out, s, SD15, build_dtype))
+    build_dtype = dtype or DEFAULT_FULL_SIZE_DTYPE
+    return _ensure(cache_root, seed, profile, dtype, lambda out, s: build_set(out, s, profile, build_dtype))
+
+
+def ensure_sd15_random_set(cache_root: Path | None = None, seed: int = 0, dtype: Optional[str] = None) -> Path:
+    """The `sd15-random` set's folder (see ensure_random_set)."""
+    return ensure_random_set(SD15, cache_root, seed, dtype)
+
+
+def ensure_sd21_random_set(cache_root: Path | None = None, seed: int = 0, dtype: Optional[str] = None) -> Path:
+    """The `sd21-random` set's folder (see ensure_random_set)."""
+    return ensure_random_set(SD21, cache_root, seed, dtype)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -644,10 +704,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("dir", nargs="?", type=Path, default=None)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--profile", choices=sorted(PROFILES), default="tiny",
-                   help="tiny: the `tiny` set; sd15: the full-size `sd15-random` set (8.4 GB in fp32)")
-    b.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="dtype of the saved weights")
+                   help="tiny: the `tiny` set; sd15 / sd21: the full-size `sd15-random` / `sd21-random` sets")
+    b.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help=f"dtype of the saved weights (default: float32 for tiny, {DEFAULT_FULL_SIZE_DTYPE} for the full-size sets)")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
+    if args.dtype is None:
+        args.dtype = "float32" if profile is TINY else DEFAULT_FULL_SIZE_DTYPE
     if args.dir is None:
         if profile is TINY and args.dtype == "float32":
             path = ensure_tiny_set(seed=args.seed)

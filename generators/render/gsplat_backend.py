@@ -1,7 +1,9 @@
 """gsplat backend: a thin wrapper around `gsplat.rasterization` (CUDA only).
 
 gsplat is imported when this backend is first called, never at module import: on a machine
-without a GPU it tries to JIT-build its CUDA extension and fails.
+without a GPU it tries to JIT-build its CUDA extension and fails. Before that import, torch's
+extension folder is pointed at the shared one `make gsplat` builds into (gsplat_build.py), so a
+run loads the prebuilt extension instead of compiling its own.
 
 Colour semantics match the dense renderer: the Gaussians' SH coefficients go in with
 sh_degree = gaussians.sh_degree, so gsplat evaluates SH along (mean - camera centre), adds 0.5
@@ -21,6 +23,9 @@ from generators.render.types import RenderOutput
 
 def render_gsplat(gaussians: Gaussians, cameras: Cameras, cfg: RenderConfig, background: Tensor) -> RenderOutput:
     """Render every camera with gsplat; background [3]. Same outputs and meanings as render_dense."""
+    from generators.render.gsplat_build import use_shared_extensions_dir
+
+    use_shared_extensions_dir()
     from gsplat import rasterization  # lazy: needs CUDA
 
     C, N = len(cameras), len(gaussians)

@@ -5,11 +5,17 @@
 With `workers: 1` (the default) runs go in this process, in order, with a bar over steps from the
 workload. With more, each run goes to a pool of worker processes (spawned, so no CUDA or thread
 state is inherited); the run store's per-run locks make that as safe as any two workers.
+
+On a multi-GPU node each worker process gets its own GPU: the GPUs this process may use
+(CUDA_VISIBLE_DEVICES if set, else every GPU torch counts) are dealt to the workers in turn, and
+each worker sees only its own (CUDA_VISIBLE_DEVICES set before it initialises CUDA). With more
+workers than GPUs, workers share GPUs round-robin; without a GPU nothing is set.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sys
 import threading
@@ -76,15 +82,47 @@ def _end_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
-def _init_worker(threads: int, parent: int) -> None:
-    """Torch threads of a pool worker; no per-model loading bars (several workers would garble them)."""
+def visible_gpus() -> list[str]:
+    """The GPUs this process may hand out: CUDA_VISIBLE_DEVICES's entries if set, else 0..count-1."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_per_worker(workers: int, gpus: list[str]) -> list[str | None]:
+    """GPU of each worker: dealt in turn (worker i gets gpus[i % len]); None for all without GPUs."""
+    return [gpus[i % len(gpus)] if gpus else None for i in range(workers)]
+
+
+def _init_worker(threads: int, parent: int, gpu_slots=None) -> None:
+    """A pool worker: ends with its parent, its own GPU (one slot taken from the queue), torch
+    threads, no loading bars (several workers would garble them)."""
     _end_with_parent(parent)
+    try:  # one slot per worker; a worker beyond them (none is started) would share nothing
+        gpu = gpu_slots.get(timeout=30) if gpu_slots is not None else None
+    except queue.Empty:
+        gpu = None
+    if gpu is not None:  # before torch touches CUDA: the worker sees its GPU as cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     import torch
     from transformers.utils import logging as hf_logging
 
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     hf_logging.disable_progress_bar()
+
+
+def _worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
+    """Spawned workers, each taking its GPU from a queue filled with one slot per worker."""
+    ctx = get_context("spawn")
+    slots = ctx.Queue()
+    for gpu in gpu_per_worker(workers, visible_gpus()):
+        slots.put(gpu)
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(threads, os.getpid(), slots))
 
 
 def _run_pool(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings, show_progress: bool) -> dict[str, int]:
@@ -94,8 +132,7 @@ def _run_pool(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings
     outcomes: Counter = Counter()
     with tqdm(total=len(specs), desc=f"{bar_label(opts)} ({workers} workers)", unit="run",
               disable=not show_progress) as bar:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(threads, os.getpid())) as pool:
+        with _worker_pool(workers, threads) as pool:
             futures = {pool.submit(execute_run, spec, opts): spec for spec in specs}
             try:
                 for future in as_completed(futures):

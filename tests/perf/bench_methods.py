@@ -1,14 +1,18 @@
 """Benchmark: seconds per optimisation step of each method on the same model set and device (not a test).
 
     PYTHONPATH=. python tests/perf/bench_methods.py [--models tiny] [--steps 12] [--warmup 2]
-    PYTHONPATH=. python tests/perf/bench_methods.py --models sd15-random --device cuda
+    PYTHONPATH=. python tests/perf/bench_methods.py --models sd15-random --device cuda --precision bf16
+    PYTHONPATH=. python tests/perf/bench_methods.py --models sd21-random --device cuda --methods anchords-cn,vsd --rounds 0
 
 `--models sd15-random` runs the real SD 1.5 / IP-Adapter-Plus / ViT-H / ControlNet sizes with
 random weights at the paper's settings (4 views, 1024 px renders, 512 px VAE input, a 100k
-Gaussian ball init): true GPU timings without downloads. The set is built into the model cache
-on first use (8.4 GB fp32; `python -m generators.models.tiny build --profile sd15 --dtype float16`
-builds a 4.2 GB fp16 copy first, which loads faster). Every method loads its own copy of the
-networks twice (once to train, once untrained for the guidance timing), in cuda_dtype (fp16).
+Gaussian ball init): true GPU timings without downloads; `--models sd21-random` the SD 2.1-base /
+OpenCLIP-H text / ControlNet sizes (the ControlNet methods and VSD; it has no IP-Adapter). The
+sets are built into the model cache on first use (4.2-4.4 GB each in fp16). Every method loads
+its own copy of the networks, in the dtype of the run's precision (as a run loads them), twice
+when the guidance part is timed too (once to train, once untrained); `--rounds 0` skips that part
+and its second load. `--precision bf16|fp16|fp32` sets the run setting `precision` (default auto:
+bf16 on Ampere and newer, fp32 on CPU).
 
 The issue's targets, per step on the same model set and device: anchords-ipa within 1.10x of sds,
 anchords-ipa-finetune within 1.25x (the released code: 25 -> 30 min, 1.20x). Each method runs the
@@ -27,6 +31,7 @@ import os
 import resource
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +41,7 @@ import torch
 from generators.io import atomic_write_json
 from generators.methods import resolve_run_config
 from generators.models.loader import load_models
+from generators.precision import resolve_precision
 from generators.render import render
 from generators.train import required_components, resolve_device, step_generator, train
 
@@ -87,19 +93,28 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--device", default="auto")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config overrides key=value")
+    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default=None,
+                   help="the run setting `precision` (default: the config's own)")
+    p.add_argument("--out", default=None, help="JSON file (default results/perf/methods_<models>_<device>.json)")
     args = p.parse_args()
     from generators.config import parse_dotted
+    from generators.errors import UserError
 
     device = resolve_device(args.device)
     rows = []
     configs, models = {}, {}
+    extra = {"precision": args.precision} if args.precision else {}
     for method in args.methods.split(","):
-        cfg = resolve_run_config(method, prompt="a red apple", models=args.models,
-                                 overrides={**parse_dotted(args.overrides), "steps": args.steps, "log_every": 1,
-                                            "checkpoint_every": 10**9, "device": device.type})
+        try:
+            cfg = resolve_run_config(method, prompt="a red apple", models=args.models,
+                                     overrides={**parse_dotted(args.overrides), **extra, "steps": args.steps,
+                                                "log_every": 1, "checkpoint_every": 10**9, "device": device.type})
+        except UserError as e:
+            raise SystemExit(f"error: {e}")
         configs[method] = cfg
         t_load = time.perf_counter()
-        models[method] = load_models(cfg.models, required_components(cfg), device)  # own copy: some train
+        weights_dtype = resolve_precision(cfg.precision, device).weights_dtype  # as run_generation loads them
+        models[method] = load_models(cfg.models, required_components(cfg), device, dtype=weights_dtype)  # own copy
         load_s = time.perf_counter() - t_load
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)  # the per-method peak (other methods' copies included)
@@ -111,26 +126,35 @@ def main() -> None:
         rows.append({"method": method, "seconds_per_step": statistics.median(step_times),
                      "num_gaussians": len(state.gaussians), "peak_memory_mb_so_far": peak, "load_seconds": load_s})
         print(f"{method:<24} {rows[-1]['seconds_per_step']:.3f} s/step (whole step)", flush=True)
+        rows[-1]["precision"] = resolve_precision(cfg.precision, device).name
+        rows[-1]["weights_dtype"] = str(models[method].dtype).replace("torch.", "")
         models[method] = None  # free the trained copy before loading the next (full-size sets on a GPU)
         del state
-        models[method] = load_models(cfg.models, required_components(cfg), device)  # untrained again
-    guide = guidance_seconds_interleaved(configs, models, device, rounds=args.rounds)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if args.rounds > 0:
+            models[method] = load_models(cfg.models, required_components(cfg), device, dtype=weights_dtype)  # untrained
+    guide = guidance_seconds_interleaved(configs, models, device, rounds=args.rounds) if args.rounds > 0 else {}
     for r in rows:
-        r["guidance_seconds"] = guide[r["method"]]
+        r["guidance_seconds"] = guide.get(r["method"])  # None: not timed (--rounds 0)
     base = {r["method"]: r for r in rows}.get("sds")
     if base:
         for r in rows:
             r["step_ratio_vs_sds"] = r["seconds_per_step"] / base["seconds_per_step"]
-            r["guidance_ratio_vs_sds"] = r["guidance_seconds"] / base["guidance_seconds"]
-    print(f"\n{'method':<24} {'s/step':>8} {'x sds':>6} {'guidance s':>11} {'x sds':>6}")
+            if guide:
+                r["guidance_ratio_vs_sds"] = r["guidance_seconds"] / base["guidance_seconds"]
+    nan = float("nan")
+    print(f"\n{'method':<24} {'s/step':>8} {'x sds':>6} {'guidance s':>11} {'x sds':>6} {'peak MiB':>9}")
     for r in rows:
-        print(f"{r['method']:<24} {r['seconds_per_step']:8.3f} {r.get('step_ratio_vs_sds', float('nan')):6.2f} "
-              f"{r['guidance_seconds']:11.3f} {r.get('guidance_ratio_vs_sds', float('nan')):6.2f}")
+        print(f"{r['method']:<24} {r['seconds_per_step']:8.3f} {r.get('step_ratio_vs_sds', nan):6.2f} "
+              f"{r['guidance_seconds'] or nan:11.3f} {r.get('guidance_ratio_vs_sds', nan):6.2f} "
+              f"{r['peak_memory_mb_so_far']:9.0f}")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()}-core CPU"
-    atomic_write_json(f"results/perf/methods_{args.models}_{device.type}.json", {
+    atomic_write_json(args.out or f"results/perf/methods_{args.models}_{device.type}.json", {
+        "command": "PYTHONPATH=. python tests/perf/bench_methods.py " + " ".join(sys.argv[1:]),
         "device": device_name, "platform": platform.platform(), "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg(), "models": args.models, "steps": args.steps, "warmup": args.warmup,
-        "rows": rows,
+        "precision": args.precision, "rows": rows,
     })
 
 
