@@ -23,6 +23,9 @@ RESULTS ?= results
 OUT ?= $(RESULTS)/demo
 
 EVAL_MODELS ?= t3bench
+# Recipes read these from the environment, quoted ("$$VAR", or $${VAR:+--flag "$$VAR"} when optional):
+# a value is one argument to python, never shell source (a ' or ; in a prompt path stays text).
+export METHOD MODELS PROMPTS SEEDS EXECUTOR LIMIT STEPS JOB RESULTS OUT EVAL_MODELS
 
 .PHONY: help install demo benchmark status eval report test test-fast perf weights weights-eval methods toyworld-train clean-demo
 
@@ -52,28 +55,28 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m harness demo --out $(OUT) $(if $(SMOKE),--smoke) $(if $(METHOD),--method $(METHOD)) $(if $(MODELS),--models $(MODELS)) \
-		$(if $(PROMPTS),--suite $(PROMPTS)) $(if $(STEPS),--steps $(STEPS))
+	$(PY) -m harness demo --out "$$OUT" $(if $(SMOKE),--smoke) $${METHOD:+--method "$$METHOD"} $${MODELS:+--models "$$MODELS"} \
+		$${PROMPTS:+--suite "$$PROMPTS"} $${STEPS:+--steps "$$STEPS"}
 
 # Prompts and settings travel as single arguments to python (never through a shell of ours).
 benchmark: $(STAMP)
-	@test -n "$(JOB)$(METHOD)" || { echo "make benchmark: give METHOD=<method> or JOB=jobs/<file>.yaml" >&2; exit 2; }
-	$(PY) -m harness benchmark $(if $(JOB),--job '$(JOB)') $(if $(METHOD),--method '$(METHOD)') \
-		$(if $(PROMPTS),--prompts '$(PROMPTS)') $(if $(SEEDS),--seeds '$(SEEDS)') $(if $(MODELS),--models '$(MODELS)') \
-		$(if $(EXECUTOR),--executor '$(EXECUTOR)') $(if $(LIMIT),--limit '$(LIMIT)') $(if $(STEPS),--steps '$(STEPS)') \
-		--results '$(RESULTS)' $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run)
+	@test -n "$$JOB$$METHOD" || { echo "make benchmark: give METHOD=<method> or JOB=jobs/<file>.yaml" >&2; exit 2; }
+	$(PY) -m harness benchmark $${JOB:+--job "$$JOB"} $${METHOD:+--method "$$METHOD"} \
+		$${PROMPTS:+--prompts "$$PROMPTS"} $${SEEDS:+--seeds "$$SEEDS"} $${MODELS:+--models "$$MODELS"} \
+		$${EXECUTOR:+--executor "$$EXECUTOR"} $${LIMIT:+--limit "$$LIMIT"} $${STEPS:+--steps "$$STEPS"} \
+		--results "$$RESULTS" $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run)
 
 status: $(STAMP)
-	$(PY) -m harness status $(if $(JOB),'$(JOB)') --results '$(RESULTS)'
+	$(PY) -m harness status $${JOB:+"$$JOB"} --results "$$RESULTS"
 
 eval: $(STAMP)
-	@test -n "$(JOB)" || { echo "make eval: give JOB=<job name or file>" >&2; exit 2; }
-	$(PY) -m harness eval '$(JOB)' --models '$(EVAL_MODELS)' --results '$(RESULTS)' \
-		$(if $(EXECUTOR),--executor '$(EXECUTOR)') $(if $(FORCE),--force)
+	@test -n "$$JOB" || { echo "make eval: give JOB=<job name or file>" >&2; exit 2; }
+	$(PY) -m harness eval "$$JOB" --models "$$EVAL_MODELS" --results "$$RESULTS" \
+		$${EXECUTOR:+--executor "$$EXECUTOR"} $(if $(FORCE),--force)
 
 report: $(STAMP)
-	@test -n "$(JOB)" || { echo "make report: give JOB=<job name or file>" >&2; exit 2; }
-	$(PY) -m harness report '$(JOB)' --results '$(RESULTS)'
+	@test -n "$$JOB" || { echo "make report: give JOB=<job name or file>" >&2; exit 2; }
+	$(PY) -m harness report "$$JOB" --results "$$RESULTS"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -85,11 +88,11 @@ perf: $(STAMP)
 	$(PY) tests/perf/run_all.py
 
 weights: $(STAMP)
-	@test -n "$(MODELS)" || { echo "make weights: give MODELS=sd15 or MODELS=sd21" >&2; exit 2; }
-	HF_HUB_OFFLINE=0 $(PY) -m generators.models.weights $(MODELS)
+	@test -n "$$MODELS" || { echo "make weights: give MODELS=sd15 or MODELS=sd21" >&2; exit 2; }
+	HF_HUB_OFFLINE=0 $(PY) -m generators.models.weights "$$MODELS"
 
 weights-eval: $(STAMP)
-	HF_HUB_OFFLINE=0 $(PY) -m metrics weights $(EVAL_MODELS)
+	HF_HUB_OFFLINE=0 $(PY) -m metrics weights "$$EVAL_MODELS"
 
 methods: $(STAMP)
 	$(PY) -m generators methods
@@ -98,4 +101,4 @@ toyworld-train: $(STAMP)
 	$(PY) -m generators.toyworld.train_all --threads 1
 
 clean-demo:
-	rm -rf $(RESULTS)/demo
+	rm -rf -- "$${RESULTS:?}/demo"

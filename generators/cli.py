@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from generators.errors import UserError
+from generators.untrusted import path_argument
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
                                      "the last checkpoint.")
     run.add_argument("--method", required=True, help="method name (see `python -m generators methods`)")
     run.add_argument("--prompt", required=True, help="the text prompt")
-    run.add_argument("--out", required=True, type=Path, help="run directory (created; resumed if it has a checkpoint)")
+    run.add_argument("--out", required=True, type=path_argument, help="run directory (created; resumed if it has a checkpoint)")
     run.add_argument("--models", default=None,
                      help="model set: tiny (embedded, CPU), toy, sd15, sd21, or a model-set yaml path "
                           "(default: the method's own, e.g. sd15 for anchords-ipa)")
@@ -46,13 +47,14 @@ def _overrides(args) -> dict:
     import yaml
 
     from generators.config import ConfigError, deep_merge, parse_dotted
+    from generators.untrusted import safe_load
 
     data: dict = {}
     if args.config is not None:
         if not args.config.is_file():
             raise UserError(f"{args.config}: config file not found")
         try:
-            data = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
+            data = safe_load(args.config.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise UserError(f"{args.config}: not valid YAML: {e}") from None
         if not isinstance(data, dict):
@@ -85,8 +87,13 @@ def cmd_run(args) -> int:
     from generators.methods import resolve_run_config
     from generators.train import run_generation
 
+    from prompts.suites import prompt_problem
+
     if not args.prompt.strip():
         raise UserError("--prompt is empty")
+    problem = prompt_problem(args.prompt)
+    if problem:
+        raise UserError(f"--prompt: {problem}")
     cfg = resolve_run_config(args.method, prompt=args.prompt.strip(), seed=args.seed, models=args.models,
                              overrides=_overrides(args))
     if args.print_config:
