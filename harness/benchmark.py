@@ -21,6 +21,7 @@ import yaml
 
 from generators.errors import UserError
 from generators.io import atomic_write_json, atomic_write_text
+from generators.untrusted import safe_load
 from harness.jobs import EXECUTOR_KINDS, Job, RunGroup, job_to_dict, load_job, parse_job
 from harness.plan import RunSpec, plan_job
 from harness.store import DONE, FAILED, ensure_writable, run_state
@@ -125,7 +126,7 @@ def save_job_files(job: Job, specs: list[RunSpec], job_dir: Path) -> None:
 def load_plan(job_dir: Path) -> tuple[dict, list[RunSpec]]:
     """The saved job (as a dict) and its planned runs."""
     plan = json.loads((job_dir / PLAN_FILE).read_text(encoding="utf-8"))
-    job = yaml.safe_load((job_dir / JOB_FILE).read_text(encoding="utf-8"))
+    job = safe_load((job_dir / JOB_FILE).read_text(encoding="utf-8"))
     specs = [RunSpec(**{k: v for k, v in r.items() if k != "dir"}) for r in plan["runs"]]
     return job, specs
 

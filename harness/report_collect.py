@@ -24,6 +24,7 @@ from typing import Any, Iterable, Optional
 import yaml
 
 from generators.outputs import RUN_FILES
+from generators.untrusted import safe_load
 
 METRICS_FILE = "metrics.json"
 ATTEMPTS_FILE = "attempts.json"
@@ -49,7 +50,7 @@ def _read_json(path: Path) -> Optional[Any]:
 
 def _read_yaml(path: Path) -> Optional[Any]:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return None
 

@@ -135,7 +135,7 @@ def parse_set(data: Any, file: Path) -> MetricSetSpec:
 
     stages = data.get("stages", list(T3BENCH_STAGES))
     if not isinstance(stages, list) or not stages or any(s not in STAGES for s in stages):
-        raise UserError(f"{file}: 'stages' must be a non-empty list of {', '.join(STAGES)}, got {stages!r}")
+        raise UserError(f"{file}: 'stages' must be a non-empty list of {', '.join(STAGES)}, got {brief(stages)}")
     embedded = data.get("embedded")
     if embedded is not None and embedded not in BUILDERS:
         raise UserError(f"{file}: 'embedded' must be one of the project's builders, got {brief(embedded)}")

@@ -223,6 +223,15 @@ def test_accepted_slurm_settings_make_one_sbatch_line_each(tmp_path):
     assert "#SBATCH --partition=gpu" in header and "#SBATCH --exclusive" in header
 
 
+@pytest.mark.parametrize("folder,name", [("a\nb", "j"), ("a\u2028b", "j"), ("ok", "j\nx")])
+def test_a_submitit_folder_or_job_name_with_a_line_break_is_refused(tmp_path, folder, name):
+    from harness.executors.slurm_executor import make_executor
+    from harness.jobs import SlurmSettings
+
+    with pytest.raises(UserError, match="batch script"):
+        make_executor(SlurmSettings(), tmp_path / folder, name)
+
+
 # ----------------------------------------------------------------------------------------------
 # 4. Make variables reach Python as single arguments, never as shell source
 

@@ -144,7 +144,7 @@ def _check_keys(file: Path, where: str, data: Any, allowed: set[str]) -> dict:
 
 def _string(file: Path, key: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise _fail(file, f"'{key}' must be a non-empty string, got {value!r}")
+        raise _fail(file, f"'{key}' must be a non-empty string, got {brief(value)}")
     return value
 
 
@@ -166,10 +166,10 @@ def _parse_codec(file: Path, data: Any) -> CodecSpec:
     data = _check_keys(file, "codec", data, {"kind", "factor"})
     kind = data.get("kind", "vae")
     if kind not in CODEC_KINDS:
-        raise _fail(file, f"'codec.kind' is {kind!r}, expected one of {', '.join(CODEC_KINDS)}")
+        raise _fail(file, f"'codec.kind' is {brief(kind)}, expected one of {', '.join(CODEC_KINDS)}")
     factor = data.get("factor", 2)
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise _fail(file, f"'codec.factor' must be a positive integer, got {factor!r}")
+        raise _fail(file, f"'codec.factor' must be a positive integer, got {brief(factor)}")
     if kind == "vae" and "factor" in data:
         raise _fail(file, "'codec.factor' applies to kind pixel-unshuffle only")
     return CodecSpec(kind=kind, factor=factor)
@@ -202,13 +202,13 @@ def parse_set(data: Any, file: Path) -> ModelSetSpec:
     if "vae_input_size" in data:
         v = data["vae_input_size"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 8:
-            raise _fail(file, f"'vae_input_size' must be an integer >= 8, got {v!r}")
+            raise _fail(file, f"'vae_input_size' must be an integer >= 8, got {brief(v)}")
         spec.vae_input_size = v
     if "finetune_layer" in data:
         spec.finetune_layer = _string(file, "finetune_layer", data["finetune_layer"])
     if "cuda_dtype" in data:
         if data["cuda_dtype"] not in CUDA_DTYPES:
-            raise _fail(file, f"'cuda_dtype' is {data['cuda_dtype']!r}, expected one of {', '.join(CUDA_DTYPES)}")
+            raise _fail(file, f"'cuda_dtype' is {brief(data['cuda_dtype'])}, expected one of {', '.join(CUDA_DTYPES)}")
         spec.cuda_dtype = data["cuda_dtype"]
     if "run_defaults" in data:
         spec.run_defaults = _check_run_defaults(file, data["run_defaults"] or {})
