@@ -542,26 +542,33 @@ def _in_domain(value: float, domain: str) -> bool:
     return above and below
 
 
-def validate_settings(cfg: RunConfig) -> None:
-    """Raise ConfigError naming the first setting outside its domain (DOMAINS, ORDERED_PAIRS)."""
-    def walk(obj: Any, prefix: str) -> None:
-        for f in dataclasses.fields(obj):
-            key, value = f"{prefix}{f.name}", getattr(obj, f.name)
+def check_domains(obj: Any, domains: dict, ordered: tuple = ()) -> None:
+    """Raise ConfigError naming the first setting of the dataclass `obj` outside its domain in
+    `domains` (dotted key -> "[a, b)"), or the first `ordered` pair with its low end above its
+    high end; a float setting without a listed domain must be finite."""
+    def walk(node: Any, prefix: str) -> None:
+        for f in dataclasses.fields(node):
+            key, value = f"{prefix}{f.name}", getattr(node, f.name)
             if dataclasses.is_dataclass(value):
                 walk(value, f"{key}.")
                 continue
             values = value if isinstance(value, tuple) else (value,)
             numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-            domain = DOMAINS.get(key, "(-inf, inf)")  # a float without a domain: finite
-            if not numbers or (key not in DOMAINS and not isinstance(numbers[0], float)):
+            if not numbers or (key not in domains and not isinstance(numbers[0], float)):
                 continue
+            domain = domains.get(key, "(-inf, inf)")
             for v in numbers:
                 if math.isnan(v) or not _in_domain(v, domain):
                     raise ConfigError(f"{key}: must be in {domain}, got {brief(value)}")
-            if key in ORDERED_PAIRS and values[0] > values[1]:
+            if key in ordered and values[0] > values[1]:
                 raise ConfigError(f"{key}: the low end {values[0]} is above the high end {values[1]}")
 
-    walk(cfg, "")
+    walk(obj, "")
+
+
+def validate_settings(cfg: RunConfig) -> None:
+    """Raise ConfigError naming the first setting of a run outside its domain (DOMAINS, ORDERED_PAIRS)."""
+    check_domains(cfg, DOMAINS, ORDERED_PAIRS)
     if not cfg.camera.near < cfg.camera.far:
         raise ConfigError(f"camera.near ({cfg.camera.near}) must be below camera.far ({cfg.camera.far})")
 

@@ -440,12 +440,26 @@ def test_benchmark_refuses_bad_settings_with_exit_2_and_writes_nothing(tmp_path,
     assert not results.exists()
 
 
+@pytest.mark.parametrize("item", ["quality.width=0", "quality.render_batch=0", "quality.icosphere_subdivisions=40",
+                                  "clip.num_views=0", "toybench.size=0", "toybench.reference_seed=-1",
+                                  "alignment_views.fov_y_deg=180", "quality.radius=.nan"])
+def test_eval_settings_outside_their_domain_exit_2(item, capsys):
+    from metrics.__main__ import main as metrics_main
+
+    assert metrics_main(["eval", "nowhere", "--models", "tiny", "--set", item]) == 2
+    assert item.split("=")[0] in capsys.readouterr().err
+
+
 def test_every_shipped_preset_and_model_set_is_inside_the_domains():
     from generators.methods import method_names
 
     for method in method_names():
-        for models in ("tiny", "toy", "sd15", "sd21"):
+        for models in ("tiny", "toy", "sd15", "sd21", "sd15-random"):
             resolve_run_config(method, prompt="a", models=models)
+    from metrics.__main__ import build_config
+
+    for metric_set in ("t3bench", "tiny", "toybench"):
+        build_config(metric_set, None, [])
 
 
 # ----------------------------------------------------------------------------------------------
