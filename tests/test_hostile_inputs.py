@@ -374,6 +374,14 @@ def test_a_model_set_names_only_the_projects_own_builders(tmp_path, embedded):
         load_metric_set(path)
 
 
+@pytest.mark.parametrize("name", ["os:system", "builtins:exec", "harness.workloads:load_workload", "x"])
+def test_a_workload_name_selects_only_the_harness_workloads(name):
+    from harness.workloads import load_workload
+
+    with pytest.raises(UserError, match="workload"):
+        load_workload(name)
+
+
 # ----------------------------------------------------------------------------------------------
 # 13. settings out of their domain: refused when the job is planned, before anything is written
 
