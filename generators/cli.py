@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from generators.errors import UserError
-from generators.untrusted import path_argument
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
                                      "the last checkpoint.")
     run.add_argument("--method", required=True, help="method name (see `python -m generators methods`)")
     run.add_argument("--prompt", required=True, help="the text prompt")
-    run.add_argument("--out", required=True, type=path_argument, help="run directory (created; resumed if it has a checkpoint)")
+    run.add_argument("--out", required=True, type=Path, help="run directory (created; resumed if it has a checkpoint)")
     run.add_argument("--models", default=None,
                      help="model set: tiny (embedded, CPU), toy, sd15, sd21, or a model-set yaml path "
                           "(default: the method's own, e.g. sd15 for anchords-ipa)")
@@ -87,13 +86,17 @@ def cmd_run(args) -> int:
     from generators.methods import resolve_run_config
     from generators.train import run_generation
 
-    from prompts.suites import prompt_problem
-
     if not args.prompt.strip():
         raise UserError("--prompt is empty")
+    from generators.untrusted import path_problem
+    from prompts.suites import prompt_problem
+
     problem = prompt_problem(args.prompt)
     if problem:
         raise UserError(f"--prompt: {problem}")
+    problem = path_problem(str(args.out)) if args.out is not None else None
+    if problem:
+        raise UserError(f"--out: {problem}")
     cfg = resolve_run_config(args.method, prompt=args.prompt.strip(), seed=args.seed, models=args.models,
                              overrides=_overrides(args))
     if args.print_config:

@@ -135,16 +135,24 @@ def hidden_characters(text: str) -> list[tuple[int, str]]:
             for i, c in enumerate(text, start=1) if unicodedata.category(c) in HIDDEN_CATEGORIES]
 
 
+def path_problem(text: str) -> str | None:
+    """Why `text` cannot name a folder a command writes into, or None: empty, or a control or
+    invisible character in it (a folder shown as `run<U+202E>gpj.exe` is not the folder it looks like)."""
+    if not text.strip():
+        return "an empty path"
+    hidden = hidden_characters(text)
+    if hidden:
+        return (f"{hidden[0][1]} at character {hidden[0][0]} of {brief(text)}: control and invisible "
+                f"characters are not allowed in paths")
+    return None
+
+
 def path_argument(text: str):
-    """argparse `type=` for a folder the command writes into: not empty, nothing hidden in its name
-    (a folder shown as `run<U+202E>gpj.exe` is not the folder it looks like)."""
+    """argparse `type=` for such a folder (argparse turns the refusal into exit code 2)."""
     import argparse
     from pathlib import Path
 
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path")
-    hidden = hidden_characters(text)
-    if hidden:
-        raise argparse.ArgumentTypeError(f"{hidden[0][1]} at character {hidden[0][0]} of {brief(text)}: "
-                                         f"control and invisible characters are not allowed in paths")
+    problem = path_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return Path(text)

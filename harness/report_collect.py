@@ -24,7 +24,6 @@ from typing import Any, Iterable, Optional
 import yaml
 
 from generators.outputs import RUN_FILES
-from generators.untrusted import safe_load
 
 METRICS_FILE = "metrics.json"
 ATTEMPTS_FILE = "attempts.json"
@@ -49,6 +48,8 @@ def _read_json(path: Path) -> Optional[Any]:
 
 
 def _read_yaml(path: Path) -> Optional[Any]:
+    from generators.untrusted import safe_load  # bounded: a run folder is not trusted input
+
     try:
         return safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from generators.config import ConfigError, RenderConfig, _build, check_domains, config_to_dict, deep_merge
+from generators.config import ConfigError, RenderConfig, _build, config_to_dict, deep_merge
 
 try:  # captioner + judge settings, owned by metrics.alignment
     from metrics.alignment import AlignmentConfig
@@ -156,6 +156,8 @@ def eval_config_from_dict(data: dict) -> EvalConfig:
     setting outside EVAL_DOMAINS)."""
     if not isinstance(data, dict):
         raise ConfigError(f"eval config must be a mapping, got {type(data).__name__}")
+    from generators.config import check_domains
+
     cfg = _build(EvalConfig, data)
     check_domains(cfg, EVAL_DOMAINS)
     return cfg
