@@ -499,7 +499,7 @@ DOMAINS = {
     "camera.azimuth_range_deg": "[-360, 360]", "camera.fov_y_range_deg": "(0, 180)",
     "camera.near": "(0, inf)", "camera.far": "(0, inf)", "camera.front_threshold_deg": "[0, 180]",
     "camera.back_threshold_deg": "[0, 180]", "camera.overhead_threshold_deg": "[-90, 90]",
-    "views.turntable_frames": "[1, inf)", "views.turntable_fps": "[1, inf)", "views.elevation_deg": "[-90, 90]",
+    "views.turntable_frames": "[0, inf)", "views.turntable_fps": "[1, inf)", "views.elevation_deg": "[-90, 90]",
     "views.distance": "(0, inf)", "views.fov_y_deg": "(0, 180)", "views.width": "[1, inf)",
     "views.height": "[1, inf)", "views.grid_views": "[1, inf)", "views.background": "[0, 1]",
     "init.shap_e.num_inference_steps": "[1, inf)", "init.shap_e.frame_size": "[1, inf)",
