@@ -37,11 +37,11 @@ JUDGE_MODEL ?=
 JUDGE_KEY_ENV ?=
 JUDGE_TEMPLATES ?=
 EVAL_SOURCE ?=
-EVAL_SETS = $(if $(JUDGE_URL),--set 'alignment.judge.kind=openai' --set 'alignment.judge.base_url=$(JUDGE_URL)') \
-	$(if $(JUDGE_MODEL),--set 'alignment.judge.model=$(JUDGE_MODEL)') \
-	$(if $(JUDGE_KEY_ENV),--set 'alignment.judge.api_key_env=$(JUDGE_KEY_ENV)') \
-	$(if $(JUDGE_TEMPLATES),--set 'alignment.judge.templates=$(JUDGE_TEMPLATES)') \
-	$(if $(EVAL_SOURCE),--set 'source=$(EVAL_SOURCE)')
+
+# Recipes read these from the environment, quoted ("$$VAR", or $${VAR:+--flag "$$VAR"} when optional):
+# a value is one argument to python, never shell source (a ' or ; in a prompt path stays text).
+export METHOD MODELS PROMPTS SEEDS EXECUTOR LIMIT STEPS JOB RESULTS OUT EVAL_MODELS
+export JUDGE_URL JUDGE_MODEL JUDGE_KEY_ENV JUDGE_TEMPLATES EVAL_SOURCE
 
 .PHONY: plan help install demo benchmark status eval report test test-fast perf weights weights-eval methods toyworld-train clean-demo gsplat gpu-check
 
@@ -76,37 +76,42 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m harness demo --out $(OUT) $(if $(SMOKE),--smoke) $(if $(METHOD),--method $(METHOD)) $(if $(MODELS),--models $(MODELS)) \
-		$(if $(PROMPTS),--suite $(PROMPTS)) $(if $(STEPS),--steps $(STEPS))
+	$(PY) -m harness demo --out "$$OUT" $(if $(SMOKE),--smoke) $${METHOD:+--method "$$METHOD"} $${MODELS:+--models "$$MODELS"} \
+		$${PROMPTS:+--suite "$$PROMPTS"} $${STEPS:+--steps "$$STEPS"}
 
 # Prompts and settings travel as single arguments to python (never through a shell of ours).
 benchmark: $(STAMP)
-	@test -n "$(JOB)$(METHOD)" || { echo "make benchmark: give METHOD=<method> or JOB=jobs/<file>.yaml" >&2; exit 2; }
-	$(PY) -m harness benchmark $(if $(JOB),--job '$(JOB)') $(if $(METHOD),--method '$(METHOD)') \
-		$(if $(PROMPTS),--prompts '$(PROMPTS)') $(if $(SEEDS),--seeds '$(SEEDS)') $(if $(MODELS),--models '$(MODELS)') \
-		$(if $(EXECUTOR),--executor '$(EXECUTOR)') $(if $(LIMIT),--limit '$(LIMIT)') $(if $(STEPS),--steps '$(STEPS)') \
-		--results '$(RESULTS)' $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run) \
-		$(if $(SET),--sets "$$HARNESS_SET") $(if $(RETRY_FAILED),--retry-failed)
+	@test -n "$$JOB$$METHOD" || { echo "make benchmark: give METHOD=<method> or JOB=jobs/<file>.yaml" >&2; exit 2; }
+	$(PY) -m harness benchmark $${JOB:+--job "$$JOB"} $${METHOD:+--method "$$METHOD"} \
+		$${PROMPTS:+--prompts "$$PROMPTS"} $${SEEDS:+--seeds "$$SEEDS"} $${MODELS:+--models "$$MODELS"} \
+		$${EXECUTOR:+--executor "$$EXECUTOR"} $${LIMIT:+--limit "$$LIMIT"} $${STEPS:+--steps "$$STEPS"} \
+		--results "$$RESULTS" $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run) \
+		$${HARNESS_SET:+--sets "$$HARNESS_SET"} $(if $(RETRY_FAILED),--retry-failed)
 
 # GPU-hours of a job's generation, from measured step times (else a labelled FLOP lower bound)
 plan: $(STAMP)
-	@test -n "$(JOB)$(METHOD)" || { echo "make plan: give JOB=jobs/<file>.yaml or METHOD=<method>" >&2; exit 2; }
-	$(PY) -m harness.cost $(if $(JOB),--job '$(JOB)') $(if $(METHOD),--method '$(METHOD)') \
-		$(if $(PROMPTS),--prompts '$(PROMPTS)') $(if $(SEEDS),--seeds '$(SEEDS)') $(if $(MODELS),--models '$(MODELS)') \
-		$(if $(LIMIT),--limit '$(LIMIT)') $(if $(STEPS),--steps '$(STEPS)')
+	@test -n "$$JOB$$METHOD" || { echo "make plan: give JOB=jobs/<file>.yaml or METHOD=<method>" >&2; exit 2; }
+	$(PY) -m harness.cost $${JOB:+--job "$$JOB"} $${METHOD:+--method "$$METHOD"} \
+		$${PROMPTS:+--prompts "$$PROMPTS"} $${SEEDS:+--seeds "$$SEEDS"} $${MODELS:+--models "$$MODELS"} \
+		$${LIMIT:+--limit "$$LIMIT"} $${STEPS:+--steps "$$STEPS"}
 
 status: $(STAMP)
-	$(PY) -m harness status $(if $(JOB),'$(JOB)') --results '$(RESULTS)'
+	$(PY) -m harness status $${JOB:+"$$JOB"} --results "$$RESULTS"
 
 eval: $(STAMP)
-	@test -n "$(JOB)" || { echo "make eval: give JOB=<job name or file>" >&2; exit 2; }
-	$(PY) -m harness eval '$(JOB)' --models '$(EVAL_MODELS)' --results '$(RESULTS)' $(EVAL_SETS) \
-		$(if $(EXECUTOR),--executor '$(EXECUTOR)') $(if $(FORCE),--force) \
-		$(if $(SET),--sets "$$HARNESS_SET") $(if $(RETRY_FAILED),--retry-failed)
+	@test -n "$$JOB" || { echo "make eval: give JOB=<job name or file>" >&2; exit 2; }
+	$(PY) -m harness eval "$$JOB" --models "$$EVAL_MODELS" --results "$$RESULTS" \
+		$${JUDGE_URL:+--set alignment.judge.kind=openai --set "alignment.judge.base_url=$$JUDGE_URL"} \
+		$${JUDGE_MODEL:+--set "alignment.judge.model=$$JUDGE_MODEL"} \
+		$${JUDGE_KEY_ENV:+--set "alignment.judge.api_key_env=$$JUDGE_KEY_ENV"} \
+		$${JUDGE_TEMPLATES:+--set "alignment.judge.templates=$$JUDGE_TEMPLATES"} \
+		$${EVAL_SOURCE:+--set "source=$$EVAL_SOURCE"} \
+		$${EXECUTOR:+--executor "$$EXECUTOR"} $(if $(FORCE),--force) \
+		$${HARNESS_SET:+--sets "$$HARNESS_SET"} $(if $(RETRY_FAILED),--retry-failed)
 
 report: $(STAMP)
-	@test -n "$(JOB)" || { echo "make report: give JOB=<job name or file>" >&2; exit 2; }
-	$(PY) -m harness report '$(JOB)' --results '$(RESULTS)'
+	@test -n "$$JOB" || { echo "make report: give JOB=<job name or file>" >&2; exit 2; }
+	$(PY) -m harness report "$$JOB" --results "$$RESULTS"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -127,11 +132,11 @@ gpu-check: $(STAMP)
 	$(PY) tests/perf/gpu_check.py
 
 weights: $(STAMP)
-	@test -n "$(MODELS)" || { echo "make weights: give MODELS=sd15 or MODELS=sd21" >&2; exit 2; }
-	HF_HUB_OFFLINE=0 $(PY) -m generators.models.weights $(MODELS)
+	@test -n "$$MODELS" || { echo "make weights: give MODELS=sd15 or MODELS=sd21" >&2; exit 2; }
+	HF_HUB_OFFLINE=0 $(PY) -m generators.models.weights "$$MODELS"
 
 weights-eval: $(STAMP)
-	HF_HUB_OFFLINE=0 $(PY) -m metrics weights $(EVAL_MODELS)
+	HF_HUB_OFFLINE=0 $(PY) -m metrics weights "$$EVAL_MODELS"
 
 methods: $(STAMP)
 	$(PY) -m generators methods
@@ -140,4 +145,4 @@ toyworld-train: $(STAMP)
 	$(PY) -m generators.toyworld.train_all --threads 1
 
 clean-demo:
-	rm -rf $(RESULTS)/demo
+	rm -rf -- "$${RESULTS:?}/demo"

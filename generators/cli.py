@@ -64,13 +64,14 @@ def _overrides(args) -> dict:
     import yaml
 
     from generators.config import ConfigError, deep_merge, parse_dotted
+    from generators.untrusted import safe_load
 
     data: dict = {}
     if args.config is not None:
         if not args.config.is_file():
             raise UserError(f"{args.config}: config file not found")
         try:
-            data = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
+            data = safe_load(args.config.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise UserError(f"{args.config}: not valid YAML: {e}") from None
         if not isinstance(data, dict):
@@ -104,6 +105,15 @@ def cmd_run(args) -> int:
 
     if not args.prompt.strip():
         raise UserError("--prompt is empty")
+    from generators.untrusted import path_problem
+    from prompts.suites import prompt_problem
+
+    problem = prompt_problem(args.prompt)
+    if problem:
+        raise UserError(f"--prompt: {problem}")
+    problem = path_problem(str(args.out)) if args.out is not None else None
+    if problem:
+        raise UserError(f"--out: {problem}")
     cfg = resolve_run_config(args.method, prompt=args.prompt.strip(), seed=args.seed, models=args.models,
                              overrides=_overrides(args))
     if args.print_config:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
 from generators.schedules import ScheduleError, validate_schedule
+from generators.untrusted import brief
 
 
 class ConfigError(ValueError):
@@ -385,7 +388,7 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
         return _build(tp, value, key)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+            raise ConfigError(f"{key}: {brief(value)} is not one of {', '.join(map(repr, args))}")
         return value
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
@@ -398,10 +401,10 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
                 return _check_value(a, value, key)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {brief(value)}")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {brief(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_check_value(args[0], v, key) for v in value)
         if len(value) != len(args):
@@ -409,21 +412,24 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
         return tuple(_check_value(a, v, key) for a, v in zip(args, value))
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {brief(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {brief(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{key}: expected a number, got {brief(value)}")
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float
+            raise ConfigError(f"{key}: {brief(value)} is too large for a number") from None
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {brief(value)}")
         return value
     return value
 
@@ -465,27 +471,135 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+_KEY_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def parse_dotted(assignments: list[str]) -> dict:
-    """Turn ["guidance.guidance_scale=50", "steps=10"] into a nested dict (values parsed as YAML)."""
+    """Turn ["guidance.guidance_scale=50", "steps=10"] into a nested dict.
+
+    Each value is one YAML scalar or flow collection, read as YAML 1.2 numbers (1e38 is a float)
+    within generators.untrusted's bounds; a malformed value, an empty key part or two settings of
+    one key and its sub-key (`a=1` and `a.b=2`) is a ConfigError; else the last
+    setting of a key wins."""
     import yaml
+
+    from generators.untrusted import safe_load
 
     out: dict = {}
     for item in assignments:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+            raise ConfigError(f"override {brief(item)} is not of the form key.sub=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
-        node = out
         parts = key.strip().split(".")
-        for p in parts[:-1]:
+        if not all(_KEY_PART.fullmatch(p) for p in parts):
+            raise ConfigError(f"override {brief(item)}: {brief(key)} is not a dotted config key (e.g. guidance.guidance_scale)")
+        try:
+            value = safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {brief(item)}: the value is not valid YAML ({' '.join(str(e).split())})") from None
+        node = out
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {brief(item)}: {'.'.join(parts[:i + 1])} is already set to a value")
+        if isinstance(node.get(parts[-1]), dict):  # the last setting of one key wins, but not over its sub-keys
+            raise ConfigError(f"override {brief(item)}: {key.strip()} already has sub-keys set")
         node[parts[-1]] = value
     return out
 
 
+# ----------------------------------------------------------------------------------------------
+# Domains of the numeric settings, checked once for the whole config (validate_settings) so every
+# bad value is refused when a job is planned, never found mid-run. "[a, b)" notation; "2^63" and
+# "inf" as bounds; a tuple setting checks each element. Every other float must be finite.
+
+DOMAINS = {
+    "seed": "[0, 2^63)",  # torch generator seeds
+    "steps": "[1, inf)", "checkpoint_every": "[1, inf)", "log_every": "[1, inf)",
+    "camera.batch_size": "[1, inf)", "camera.width": "[1, inf)", "camera.height": "[1, inf)",
+    "camera.distance_range": "(0, inf)", "camera.elevation_range_deg": "[-90, 90]",
+    "camera.azimuth_range_deg": "[-360, 360]", "camera.fov_y_range_deg": "(0, 180)",
+    "camera.near": "(0, inf)", "camera.far": "(0, inf)", "camera.front_threshold_deg": "[0, 180]",
+    "camera.back_threshold_deg": "[0, 180]", "camera.overhead_threshold_deg": "[-90, 90]",
+    "views.turntable_frames": "[0, inf)", "views.turntable_fps": "[1, inf)", "views.elevation_deg": "[-90, 90]",
+    "views.distance": "(0, inf)", "views.fov_y_deg": "(0, 180)", "views.width": "[1, inf)",
+    "views.height": "[1, inf)", "views.grid_views": "[1, inf)", "views.background": "[0, 1]",
+    "init.shap_e.num_inference_steps": "[1, inf)", "init.shap_e.frame_size": "[1, inf)",
+    "init.shap_e.mesh_grid_size": "[2, inf)", "init.growth_samples": "[1, inf)", "init.growth_radius": "(0, inf)",
+    "init.color_jitter": "[0, inf)", "init.bound": "(0, inf)", "init.ball_points": "[1, inf)",
+    "init.ball_radius": "(0, inf)", "init.opacity": "(0, 1)", "init.knn_neighbours": "[1, inf)",
+    "init.min_scale_sq": "(0, inf)", "init.sh_degree": "[0, 3]",
+    "optim.spatial_lr_scale": "(0, inf)", "optim.lr_means_init": "[0, inf)", "optim.lr_means_final": "[0, inf)",
+    "optim.lr_means_max_steps": "[1, inf)", "optim.lr_sh_dc": "[0, inf)", "optim.lr_sh_rest": "[0, inf)",
+    "optim.lr_opacity": "[0, inf)", "optim.lr_scales": "[0, inf)", "optim.lr_quats": "[0, inf)",
+    "optim.adam_eps": "(0, inf)",
+    "densify.stats_until_step": "[0, inf)", "densify.start_after_step": "[0, inf)", "densify.every": "[1, inf)",
+    "densify.stop_after_step": "[0, inf)", "densify.grad_threshold": "[0, inf)", "densify.prune_opacity": "[0, 1]",
+    "densify.extent": "(0, inf)", "densify.big_prune_after_step": "[0, inf)",
+    "densify.max_screen_radius_px": "(0, inf)", "densify.max_world_size_frac": "(0, inf)",
+    "densify.percent_dense": "(0, inf)", "densify.split_n": "[1, inf)", "densify.split_scale_div": "(0, inf)",
+    "densify.max_gaussians": "[1, inf)",
+    "render.background": "[0, 1]", "render.eps2d": "[0, inf)", "render.dense_chunk_pixels": "[1, inf)",
+    "guidance.vae_input_size": "[8, inf)",
+    "guidance.source.controlnet.detector_bg_threshold": "[0, 1]",
+    "guidance.source.bridge.stage_two_start_step": "[0, inf)",
+    "guidance.source.vsd.lora_rank": "[1, inf)", "guidance.source.vsd.lora_alpha": "(0, inf)",
+    "guidance.source.vsd.camera_condition_dropout": "[0, 1]", "guidance.source.vsd.lora_t_range": "[0, 1]",
+    "guidance.source.vsd.lora_timestep_samples": "[1, inf)", "guidance.source.vsd.lr": "[0, inf)",
+    "guidance.source.vsd.adam_betas": "[0, 1)", "guidance.source.vsd.adam_eps": "(0, inf)",
+    "guidance.source.vsd.weight_decay": "[0, inf)",
+    "guidance.filter.gamma": "[0, inf]",  # inf: keep every view
+    "guidance.finetune.lr": "[0, inf)", "guidance.finetune.adam_eps": "(0, inf)",
+}
+# (low, high) pairs: low <= high
+ORDERED_PAIRS = ("camera.distance_range", "camera.elevation_range_deg", "camera.azimuth_range_deg",
+                 "camera.fov_y_range_deg", "guidance.source.vsd.lora_t_range")
+_BOUNDS = {"inf": math.inf, "-inf": -math.inf, "2^63": 2**63}
+
+
+def _in_domain(value: float, domain: str) -> bool:
+    lo, hi = (_BOUNDS.get(b.strip()) if b.strip() in _BOUNDS else float(b) for b in domain[1:-1].split(","))
+    above = value >= lo if domain[0] == "[" else value > lo
+    below = value <= hi if domain[-1] == "]" else value < hi
+    return above and below
+
+
+def check_domains(obj: Any, domains: dict, ordered: tuple = ()) -> None:
+    """Raise ConfigError naming the first setting of the dataclass `obj` outside its domain in
+    `domains` (dotted key -> "[a, b)"), or the first `ordered` pair with its low end above its
+    high end; a float setting without a listed domain must be finite."""
+    def walk(node: Any, prefix: str) -> None:
+        for f in dataclasses.fields(node):
+            key, value = f"{prefix}{f.name}", getattr(node, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{key}.")
+                continue
+            values = value if isinstance(value, tuple) else (value,)
+            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if not numbers or (key not in domains and not isinstance(numbers[0], float)):
+                continue
+            domain = domains.get(key, "(-inf, inf)")
+            for v in numbers:
+                if math.isnan(v) or not _in_domain(v, domain):
+                    raise ConfigError(f"{key}: must be in {domain}, got {brief(value)}")
+            if key in ordered and values[0] > values[1]:
+                raise ConfigError(f"{key}: the low end {values[0]} is above the high end {values[1]}")
+
+    walk(obj, "")
+
+
+def validate_settings(cfg: RunConfig) -> None:
+    """Raise ConfigError naming the first setting of a run outside its domain (DOMAINS, ORDERED_PAIRS)."""
+    check_domains(cfg, DOMAINS, ORDERED_PAIRS)
+    if not cfg.camera.near < cfg.camera.far:
+        raise ConfigError(f"camera.near ({cfg.camera.near}) must be below camera.far ({cfg.camera.far})")
+
+
 def config_from_dict(data: dict) -> RunConfig:
-    """Build a RunConfig from a (partial) nested dict, strictly."""
-    return _build(RunConfig, data)
+    """Build a RunConfig from a (partial) nested dict, strictly, every setting inside its domain."""
+    cfg = _build(RunConfig, data)
+    validate_settings(cfg)
+    return cfg
 
 
 def config_to_dict(cfg: Any) -> dict:

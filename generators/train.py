@@ -108,7 +108,7 @@ def initial_gaussians(cfg: RunConfig, models, device: torch.device) -> Gaussians
         [cfg.models, cfg.prompt, cfg.seed, config_to_dict(cfg.init.shap_e)], sort_keys=True).encode()).hexdigest()[:20]
     path = _cache_dir() / "shap_e" / f"{key}.pt"
     if path.is_file():
-        verts, colors = torch.load(path)
+        verts, colors = torch.load(path, weights_only=True)
     else:
         verts, colors = shap_e_point_cloud(models.shap_e, cfg.prompt, cfg.init.shap_e, gen)
         atomic_torch_save(path, (verts.cpu(), colors.cpu()))
@@ -169,7 +169,7 @@ def load_checkpoint(path: Path, cfg: RunConfig, guidance: Guidance, device: torc
 
     if not path.is_file():
         return None
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if ckpt["config_hash"] != config_hash(cfg):
         return None  # a changed setting makes a new run: never resume from another config
     gaussians = Gaussians.from_state(ckpt["gaussians"]).to(device)

@@ -22,6 +22,7 @@ import yaml
 
 from generators.errors import UserError
 from generators.io import atomic_write_json, atomic_write_text
+from generators.untrusted import safe_load
 from harness.jobs import EXECUTOR_KINDS, Job, RunGroup, job_to_dict, load_job, parse_job
 from harness.plan import RunSpec, plan_job
 from harness.store import DONE, FAILED, ensure_writable, is_done, move_aside, run_state
@@ -163,7 +164,7 @@ def load_plan(job_dir: Path) -> tuple[dict, list[RunSpec]]:
                                    PLAN_ADVICE) from None
 
     plan = read(PLAN_FILE, json.loads)
-    job = read(JOB_FILE, yaml.safe_load)
+    job = read(JOB_FILE, safe_load)  # bounded: a doctored job.yaml cannot exhaust memory
     if not isinstance(job, dict):
         raise CorruptFileError(job_dir / JOB_FILE, "is not a job (a YAML mapping)", PLAN_ADVICE)
     try:

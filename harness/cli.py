@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from generators.errors import UserError
+from generators.untrusted import path_argument
 
 REPO_JOBS = Path(__file__).resolve().parents[1] / "jobs"
 
@@ -80,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, help="override the optimisation steps of every run (a new run id)")
     _override_arguments(b, "a config field of every run", "guidance.guidance_scale=50")
     b.add_argument("--max-attempts", type=int, help="failures before a run is given up (default 3)")
-    b.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
+    b.add_argument("--results", type=path_argument, default=Path("results"), help="results folder (default results/)")
     b.add_argument("--force", action="store_true",
                    help="re-run finished runs (the old directories are moved aside, never deleted)")
     b.add_argument("--retry-failed", action="store_true", help="retry runs that reached max_attempts failures")
@@ -99,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "failures with reasons, and finished runs made by another code version.")
     s.add_argument("job", nargs="?", help="a job name (as run) or a job file; default: every job in RESULTS")
     s.add_argument("--job", dest="job_opt", help=argparse.SUPPRESS)
-    s.add_argument("--results", type=Path, default=Path("results"))
+    s.add_argument("--results", type=path_argument, default=Path("results"))
 
     e = sub.add_parser("eval", help="score the finished runs of a job (resumable: scored stages are kept)",
                        description="Score every finished run of a job with a metric model set (T3Bench quality, "
@@ -116,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="retry runs whose scoring failed (every eval invocation already gives each unscored run "
                         "max_attempts new tries: accepted so `make eval RETRY_FAILED=1` reads like benchmark's)")
     e.add_argument("--force", action="store_true", help="recompute the requested stages even if scored")
-    e.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
+    e.add_argument("--results", type=path_argument, default=Path("results"), help="results folder (default results/)")
     e.add_argument("--executor", help="local | ray | slurm (default: the job's executor)")
     e.add_argument("--no-wait", action="store_true", help="slurm: submit and return (eval again to see the scores)")
     e.add_argument("--workload", default=None, help=argparse.SUPPRESS)  # tests: module:function per run
@@ -126,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "the benchmark browser (report.html, ranked.html, one page per prompt with "
                                    "videos and a 3D viewer); opens from disk, no server, no GPU.")
     r.add_argument("job", help="job name or job file")
-    r.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
+    r.add_argument("--results", type=path_argument, default=Path("results"), help="results folder (default results/)")
     r.add_argument("--baseline", default="sds", help="label or method the others are paired against (default sds)")
     r.add_argument("--from-scores", nargs="?", const="", default=None, metavar="JOB[,JOB...]",
                    help="rebuild from RESULTS/<job>/scores.parquet (no run folders), or from these jobs' scores together")
@@ -139,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--method", default=None, help="one method instead of the job's")
     d.add_argument("--models", default=None, help="model set (default: the job's: toy, or tiny with --smoke)")
     d.add_argument("--suite", default=None, help="prompt suite name or .txt path (default: the job's)")
-    d.add_argument("--out", type=Path, default=Path("results/demo"), help="results folder (default results/demo)")
+    d.add_argument("--out", type=path_argument, default=Path("results/demo"), help="results folder (default results/demo)")
     d.add_argument("--steps", type=int, default=None)
     d.add_argument("--seed", type=int, default=None)
     return p
@@ -179,7 +180,7 @@ def cmd_benchmark(args) -> int:
 def _status_targets(args) -> list[tuple[str, dict, list]]:
     """[(title, job dict, specs)] for the job named, the job file given, or every job in RESULTS."""
     from harness.benchmark import JOB_FILE, PLAN_FILE, load_plan
-    from harness.jobs import job_to_dict, load_job
+    from harness.jobs import check_job_name, job_to_dict, load_job
     from harness.plan import plan_job
 
     target = args.job or args.job_opt
@@ -199,6 +200,7 @@ def _status_targets(args) -> list[tuple[str, dict, list]]:
     if path.suffix in (".yaml", ".yml") or path.is_file():
         job = load_job(path)
         return [(job.name, job_to_dict(job), plan_job(job))]
+    check_job_name(target)  # a name, never a path: `../x` would read and write outside RESULTS
     if (results / target / PLAN_FILE).is_file():
         return [(target, *load_plan(results / target))]
     if (REPO_JOBS / f"{target}.yaml").is_file():

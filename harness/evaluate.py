@@ -54,13 +54,14 @@ def load_job_and_plan(job: str, results: Path) -> tuple[Job, list[RunSpec]]:
     """The job (with its executor settings) and its runs: a saved plan in RESULTS/<job>/, a job
     file, or jobs/<job>.yaml (as harness.report.resolve_job, keeping the Job)."""
     from harness.benchmark import JOB_FILE, PLAN_FILE, load_plan
-    from harness.jobs import load_job, parse_job
+    from harness.jobs import check_job_name, load_job, parse_job
     from harness.plan import plan_job
 
     path = Path(job)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         j = load_job(path)
         return j, plan_job(j)
+    check_job_name(job)  # a name, never a path: `../x` would read and write outside RESULTS
     if (results / job / PLAN_FILE).is_file():
         data, specs = load_plan(results / job)
         return parse_job(data, str(results / job / JOB_FILE)), specs

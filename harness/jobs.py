@@ -26,6 +26,7 @@ the job file's folder.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,25 @@ from typing import Any, Optional
 import yaml
 
 from generators.errors import UserError
+from generators.untrusted import brief, hidden_characters, safe_load
 
 EXECUTOR_KINDS = ("local", "ray", "slurm")
-# a job name becomes a folder under RESULTS; "runs" is the shared run store
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+# a job name becomes a folder under RESULTS; "runs" is the shared run store (fullmatch: no "\n")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 RESERVED_NAMES = {"runs"}
+SEED_LIMIT = 2**63  # seeds are torch generator seeds: [0, 2^63)
+# SLURM: option names as sbatch spells them; options submitit sets itself for the job array's
+# bookkeeping (a job file must not move its logs or reshape the array)
+_SBATCH_KEY_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+SBATCH_RESERVED = {"array", "output", "error", "open-mode", "signal", "job-name", "wrap", "parsable"}
+# numeric executor settings and their domains: key -> (lower bound, whether the bound is allowed)
+_EXECUTOR_DOMAINS = {
+    "max_attempts": (1, True), "local.workers": (1, True), "local.threads_per_worker": (1, True),
+    "slurm.time_min": (1, True), "slurm.gpus_per_node": (0, True), "slurm.mem_gb": (0, False),
+    "slurm.cpus_per_task": (1, True), "slurm.array_parallelism": (1, True), "slurm.max_num_timeout": (0, True),
+    "slurm.poll_s": (0, False), "ray.num_gpus": (0, True), "ray.num_cpus": (0, False), "ray.max_retries": (0, True),
+    "ray.local_num_cpus": (1, True),
+}
 # these identify a run and have their own job keys; an override may not change them behind its back
 RESERVED_OVERRIDES = {"method", "prompt", "seed", "models"}
 
@@ -133,11 +148,11 @@ def _typed(value: Any, types: tuple, where: str, key: str, what: str) -> Any:
     if value is None and type(None) in types:
         return None
     if isinstance(value, bool) and bool not in types:
-        raise _fail(where, f"key '{key}': expected {what}, got {value!r}")
+        raise _fail(where, f"key '{key}': expected {what}, got {brief(value)}")
     if isinstance(value, int) and float in types and int not in types:
         return float(value)
     if not isinstance(value, tuple(t for t in types if t is not type(None))):
-        raise _fail(where, f"key '{key}': expected {what}, got {value!r}")
+        raise _fail(where, f"key '{key}': expected {what}, got {brief(value)}")
     return value
 
 
@@ -183,18 +198,60 @@ def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
         raise _fail(where, f"'{prefix or 'top level'}': {e}") from None
 
 
+def check_job_name(name: Any, where: str = "job") -> str:
+    """`name` when it can be a folder under RESULTS (letters, digits, '.', '_', '+', '-'), else JobFileError."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in RESERVED_NAMES:
+        raise _fail(where, f"{brief(name)} is not a usable job name (letters, digits, '.', '_', '+', '-', "
+                           f"starting with a letter or digit; not {', '.join(sorted(RESERVED_NAMES))})")
+    return name
+
+
+def _check_slurm(slurm: SlurmSettings, where: str) -> None:
+    """Strings of the SLURM settings become lines of a batch script: one line each, nothing hidden."""
+    def visible(key: str, text: str) -> None:
+        hidden = hidden_characters(text)
+        if hidden:
+            raise _fail(where, f"key 'executor.slurm.{key}': {hidden[0][1]} at character {hidden[0][0]} "
+                               f"(control and invisible characters are not allowed)")
+
+    if slurm.partition is not None:
+        visible("partition", slurm.partition)
+    for name, value in slurm.additional_parameters.items():
+        key = f"additional_parameters.{brief(name)}"
+        if not isinstance(name, str) or not _SBATCH_KEY_RE.fullmatch(name):
+            raise _fail(where, f"key 'executor.slurm.{key}': an sbatch option name (lowercase letters, digits, "
+                               f"'-', '_'; without the leading '--')")
+        if name.replace("_", "-") in SBATCH_RESERVED:
+            raise _fail(where, f"key 'executor.slurm.{key}': set by the harness itself (not allowed: "
+                               f"{', '.join(sorted(SBATCH_RESERVED))})")
+        if isinstance(value, (dict, list)) or value is None:
+            raise _fail(where, f"key 'executor.slurm.{key}': expected a string, number or true, got {brief(value)}")
+        visible(f"additional_parameters.{name}", str(value))
+
+
+def _check_executor_domains(ex: ExecutorSettings, where: str) -> None:
+    for key, (low, inclusive) in _EXECUTOR_DOMAINS.items():
+        value = ex
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value is None:  # an optional setting left to its default
+            continue
+        if not (math.isfinite(value) and (value >= low if inclusive else value > low)):
+            raise _fail(where, f"key 'executor.{key}': must be {'at least' if inclusive else 'more than'} {low}, "
+                               f"got {brief(value)}")
+
+
 def _validate(job: Job, where: str) -> Job:
-    if not _NAME_RE.match(job.name) or job.name in RESERVED_NAMES:
-        raise _fail(where, f"key 'name': {job.name!r} is not a usable job name (letters, digits, '.', '_', "
-                           f"'+', '-'; not {', '.join(sorted(RESERVED_NAMES))})")
+    check_job_name(job.name, f"{where}: key 'name'")
     if job.limit is not None and job.limit < 1:
         raise _fail(where, f"key 'limit': must be at least 1, got {job.limit}")
-    if not job.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in job.seeds):
-        raise _fail(where, f"key 'seeds': expected a non-empty list of non-negative integers, got {job.seeds!r}")
+    if not job.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < SEED_LIMIT
+                                for s in job.seeds):
+        raise _fail(where, f"key 'seeds': expected a non-empty list of integers in [0, 2^63), got {brief(job.seeds)}")
     if len(set(job.seeds)) != len(job.seeds):
-        raise _fail(where, f"key 'seeds': duplicate seeds in {job.seeds!r}")
+        raise _fail(where, f"key 'seeds': duplicate seeds in {brief(job.seeds)}")
     if not all(isinstance(m, str) for m in job.methods):
-        raise _fail(where, f"key 'methods': expected a list of method names, got {job.methods!r}")
+        raise _fail(where, f"key 'methods': expected a list of method names, got {brief(job.methods)}")
     job.runs = [r if isinstance(r, RunGroup) else _build(RunGroup, r, where, f"runs[{i}]")
                 for i, r in enumerate(job.runs)]
     if not job.methods and not job.runs:
@@ -204,18 +261,25 @@ def _validate(job: Job, where: str) -> Job:
         bad = sorted(RESERVED_OVERRIDES & set(overrides))
         if bad:
             raise _fail(where, f"key '{key}.{bad[0]}': set it with the job key, not an override")
+    from generators.methods import method_names
+
+    known = method_names()
+    for key, method in [(f"methods[{i}]", m) for i, m in enumerate(job.methods)] + [
+            (f"runs[{i}].method", r.method) for i, r in enumerate(job.runs)]:
+        if method not in known:  # a method names a shipped preset, never a path
+            raise _fail(where, f"key '{key}': unknown method {brief(method)} (valid methods: {', '.join(known)})")
     labels = [g.name for g in job.groups()]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:
         raise _fail(where, f"the run group {dupes[0]!r} appears twice: give each a distinct 'label'")
     for label in labels:
-        if not _NAME_RE.match(label):
-            raise _fail(where, f"label {label!r}: letters, digits, '.', '_', '+', '-' only")
+        if not _NAME_RE.fullmatch(label):
+            raise _fail(where, f"label {brief(label)}: letters, digits, '.', '_', '+', '-' only")
     ex = job.executor
     if ex.kind not in EXECUTOR_KINDS:
-        raise _fail(where, f"key 'executor.kind': {ex.kind!r} is not one of {', '.join(EXECUTOR_KINDS)}")
-    if ex.max_attempts < 1:
-        raise _fail(where, f"key 'executor.max_attempts': must be at least 1, got {ex.max_attempts}")
+        raise _fail(where, f"key 'executor.kind': {brief(ex.kind)} is not one of {', '.join(EXECUTOR_KINDS)}")
+    _check_executor_domains(ex, where)
+    _check_slurm(ex.slurm, where)
     return job
 
 
@@ -238,7 +302,7 @@ def load_job(path: str | Path) -> Job:
     if not path.is_file():
         raise JobFileError(f"{path}: job file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise JobFileError(f"{path}: cannot read the job file: {e}") from None
     except yaml.YAMLError as e:

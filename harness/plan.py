@@ -11,13 +11,19 @@ run: see harness.run_ids.RunIdTemplate).
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generators.errors import UserError
+from generators.untrusted import brief
 from harness.jobs import Job, RunGroup
 from harness.run_ids import RunIdTemplate, slugify
 
 RUNS_DIR = "runs"
+# method, category and run id are folders of the run store, and the label, index and seed name
+# report files: each one plain folder name, whoever wrote the plan (a saved plan.json is a file)
+_PATH_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,16 @@ class RunSpec:
     models: str  # resolved model set name
     overrides: dict = field(default_factory=dict, hash=False, compare=False)
     run_id: str = ""
+
+    def __post_init__(self):
+        for name in ("label", "method", "category", "run_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _PATH_PART.fullmatch(value):
+                raise UserError(f"a planned run's {name} {brief(value)} is not a plain folder name "
+                                f"(letters, digits, '.', '_', '+', '-')")
+        for name in ("index", "seed"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise UserError(f"a planned run's {name} {brief(getattr(self, name))} is not an integer")
 
     @property
     def rel_dir(self) -> str:

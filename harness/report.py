@@ -99,13 +99,14 @@ def load_references(folder: Path = REFERENCE_DIR) -> list[dict]:
 def resolve_job(job: str, results: Path) -> tuple[str, list]:
     """(job name, planned RunSpecs) for a job name with a saved plan, a job file, or jobs/<name>.yaml."""
     from harness.benchmark import PLAN_FILE, load_plan
-    from harness.jobs import load_job
+    from harness.jobs import check_job_name, load_job
     from harness.plan import plan_job
 
     path = Path(job)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         j = load_job(path)
         return j.name, plan_job(j)
+    check_job_name(job)  # a name, never a path: `../x` would read and write outside RESULTS
     if (results / job / PLAN_FILE).is_file():
         return job, load_plan(results / job)[1]
     repo_job = Path(__file__).resolve().parents[1] / "jobs" / f"{job}.yaml"

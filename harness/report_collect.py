@@ -68,8 +68,10 @@ def _read_json(path: Path) -> Optional[Any]:
 
 
 def _read_yaml(path: Path) -> Optional[Any]:
+    from generators.untrusted import safe_load  # bounded: a run folder is not trusted input
+
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return None
 

@@ -150,8 +150,29 @@ class EvalConfig:
     render: RenderConfig = field(default_factory=RenderConfig)
 
 
+# domains of the numeric settings (generators.config.check_domains; other floats must be finite)
+_VIEWS = {"radius": "(0, inf)", "fov_y_deg": "(0, 180)", "width": "[1, inf)", "height": "[1, inf)",
+          "background": "[0, 1]", "up_switch_cos": "[0, 1]", "render_batch": "[1, inf)"}
+EVAL_DOMAINS = {
+    **{f"{section}.{k}": v for section in ("quality", "alignment_views", "clip") for k, v in _VIEWS.items()},
+    "quality.icosphere_subdivisions": "[0, 8]", "quality.smoothing_rounds": "[0, inf)",
+    "quality.score_batch": "[1, inf)", "alignment_views.icosphere_subdivisions": "[0, 8]",
+    "alignment_views.radius_factor": "(0, inf)", "clip.num_views": "[1, inf)", "clip.elevation_deg": "[-90, 90]",
+    "toybench.num_azimuths": "[1, inf)", "toybench.elevations_deg": "[-90, 90]", "toybench.distance": "(0, inf)",
+    "toybench.fov_y_deg": "(0, 180)", "toybench.size": "[1, inf)", "toybench.background": "[0, 1]",
+    "toybench.janus_min_fraction": "[0, 1]", "toybench.object_threshold": "[0, 1]",
+    "toybench.reference_seed": "[0, 2^63)", "toybench.render_batch": "[1, inf)",
+    "render.background": "[0, 1]", "render.eps2d": "[0, inf)", "render.dense_chunk_pixels": "[1, inf)",
+}
+
+
 def eval_config_from_dict(data: dict) -> EvalConfig:
-    """Build an EvalConfig from a (partial) nested dict, strictly (ConfigError on a bad key)."""
+    """Build an EvalConfig from a (partial) nested dict, strictly (ConfigError on a bad key or a
+    setting outside EVAL_DOMAINS)."""
     if not isinstance(data, dict):
         raise ConfigError(f"eval config must be a mapping, got {type(data).__name__}")
-    return _build(EvalConfig, data)
+    from generators.config import check_domains
+
+    cfg = _build(EvalConfig, data)
+    check_domains(cfg, EVAL_DOMAINS)
+    return cfg

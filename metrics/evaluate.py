@@ -55,6 +55,7 @@ from generators.config import config_to_dict
 from generators.errors import UserError
 from generators.io import atomic_write_json
 from generators.outputs import RUN_FILES
+from generators.untrusted import safe_load
 from metrics.cameras import alignment_cameras, clip_cameras, render_views
 from metrics.config import STAGES, T3BENCH_STAGES, EvalConfig
 from metrics.normalize import normalize_gaussians
@@ -104,7 +105,7 @@ def read_run(run_dir: Path) -> dict:
         raise RunNotReady(f"{run_dir}: status says done but {RUN_FILES['ply']} is missing")
     if not status.get("prompt"):
         try:
-            status["prompt"] = (yaml.safe_load((run_dir / RUN_FILES["config"]).read_text()) or {}).get("prompt", "")
+            status["prompt"] = (safe_load((run_dir / RUN_FILES["config"]).read_text()) or {}).get("prompt", "")
         except (OSError, yaml.YAMLError):
             pass
     if not status.get("prompt"):

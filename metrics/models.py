@@ -17,11 +17,11 @@ A set is a YAML file in `metrics/model_sets/` (or any path). Sections:
     toybench:     {judge: {path}}   # ToyWorld's judge (generators/models/toy/judge)
     stages:       the stages this set scores by default (default: quality, alignment, clip)
     eval_defaults: EvalConfig overrides suited to the set (the tiny set shrinks every protocol)
-    embedded: module:function   returns the folder relative `path:`s resolve against
+    embedded: module:function   returns the folder relative `path:`s resolve against (BUILDERS only)
     build_seed: int             seed of the components built on demand
 
 A section (or nested component) may carry `fetch_files: [...]` (what `python -m metrics weights`
-downloads) and, with a relative `path`, `build: module:function` — called as fn(folder, seed) to
+downloads) and, with a relative `path`, `build: module:function` (one of BUILDERS) — called as fn(folder, seed) to
 write that folder when it is missing or stale (the tiny set; same cache root as the generator's).
 
 Hub ids resolve through the generator's resolver (`generators.models.loader.resolve_component`:
@@ -52,10 +52,15 @@ import yaml
 from generators.errors import MissingWeightsError, UserError
 from generators.io import honour_umask
 from generators.models.spec import ComponentSpec
+from generators.untrusted import brief, safe_load
 
 SETS_DIR = Path(__file__).resolve().parent / "model_sets"
 STAMP_FILE = "_built.json"
 _OPAQUE = ("captioner", "judge")  # read by metrics.alignment
+# the only functions a set's `embedded:` and `build:` may name: a set file is data, not code
+BUILDERS = frozenset({"metrics.models:tiny_root", "metrics.image_reward:build_tiny_image_reward",
+                      "metrics.clip_score:build_tiny_clip", "metrics.captioner:build_tiny_captioner",
+                      "metrics.judges:build_tiny_judge"})
 _TOP_KEYS = {"name", "description", "embedded", "build_seed", "image_reward", "clip", "eval_defaults", "toybench",
              "stages", *_OPAQUE}
 _COMPONENT_KEYS = {"id", "revision", "subfolder", "path", "fetch_files", "build"}
@@ -132,10 +137,10 @@ def parse_set(data: Any, file: Path) -> MetricSetSpec:
 
     stages = data.get("stages", list(T3BENCH_STAGES))
     if not isinstance(stages, list) or not stages or any(s not in STAGES for s in stages):
-        raise UserError(f"{file}: 'stages' must be a non-empty list of {', '.join(STAGES)}, got {stages!r}")
+        raise UserError(f"{file}: 'stages' must be a non-empty list of {', '.join(STAGES)}, got {brief(stages)}")
     embedded = data.get("embedded")
-    if embedded is not None and (not isinstance(embedded, str) or ":" not in embedded):
-        raise UserError(f"{file}: 'embedded' must be 'module:function', got {embedded!r}")
+    if embedded is not None and embedded not in BUILDERS:
+        raise UserError(f"{file}: 'embedded' must be one of the project's builders, got {brief(embedded)}")
     eval_defaults = data.get("eval_defaults") or {}
     if eval_defaults:
         from metrics.config import ConfigError, eval_config_from_dict
@@ -144,16 +149,20 @@ def parse_set(data: Any, file: Path) -> MetricSetSpec:
             eval_config_from_dict(eval_defaults)
         except ConfigError as e:
             raise UserError(f"{file}: eval_defaults: {e}") from None
-    return MetricSetSpec(name=str(data.get("name", file.stem)), file=file, raw=data,
+    spec = MetricSetSpec(name=str(data.get("name", file.stem)), file=file, raw=data,
                          description=str(data.get("description", "")), embedded=embedded,
                          build_seed=int(data.get("build_seed", 0)), eval_defaults=eval_defaults,
                          stages=tuple(s for s in STAGES if s in stages))
+    for _, ref in _builds(spec):
+        if ref not in BUILDERS:
+            raise UserError(f"{file}: 'build' must be one of the project's builders, got {brief(ref)}")
+    return spec
 
 
 def load_set_spec(models: str | Path) -> MetricSetSpec:
     file = set_file(models)
     try:
-        data = yaml.safe_load(file.read_text())
+        data = safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise UserError(f"{file}: not valid YAML: {e}") from None
     return parse_set(data, file)
@@ -176,6 +185,9 @@ def tiny_root() -> Path:
 
 
 def _import(ref: str, file: Path):
+    if ref not in BUILDERS:  # a set file is data: it may name our builders, not any code
+        raise UserError(f"{file}: 'embedded' or 'build' names {brief(ref)}, not one of the project's builders "
+                        f"({', '.join(sorted(BUILDERS))})")
     module_name, func_name = ref.split(":", 1)
     try:
         return getattr(importlib.import_module(module_name), func_name), importlib.import_module(module_name)

@@ -16,6 +16,11 @@ A suite is a named, ordered list of `PromptEntry(category, index, prompt)`, wher
 
 Prompt files are strict: UTF-8, one prompt per line, no blank or duplicate lines, at most
 MAX_PROMPT_CHARS characters a line. A bad file raises PromptFileError naming the file and line.
+Lines end at "\n" (or "\r\n") only, as editors count them: a form feed, NEL (U+0085) or U+2028
+inside a line is not a line break but a hidden character, and prompts with hidden characters
+(controls, bidi overrides and isolates, zero-width spaces and joiners: `prompt_problem`) are
+refused, not stripped: the file would then mean something other than what its reader sees, and
+two files that look alike would plan different runs.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generators.errors import UserError
+from generators.untrusted import hidden_characters
 
 PROMPTS_DIR = Path(__file__).resolve().parent
 T3BENCH_CATEGORIES = ("single", "surr", "multi")
@@ -36,6 +42,19 @@ MAX_PROMPT_CHARS = 300  # T3Bench's longest is under 100; anything near this is 
 
 class PromptFileError(UserError):
     """A prompt file that cannot be used as a suite."""
+
+
+def prompt_problem(prompt: str) -> str | None:
+    """Why `prompt` cannot be a prompt (length, hidden characters), or None. Shared by prompt files
+    and `python -m generators run --prompt`."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return f"prompt of {len(prompt)} characters (at most {MAX_PROMPT_CHARS})"
+    hidden = hidden_characters(prompt)
+    if hidden:
+        column, what = hidden[0]
+        return (f"{what} at character {column}: control and invisible characters (bidi overrides, "
+                f"zero-width spaces) are not allowed in prompts")
+    return None
 
 
 @dataclass(frozen=True)
@@ -58,22 +77,22 @@ def load_prompt_file(path: str | Path, category: str | None = None) -> list[Prom
         raise PromptFileError(f"{path}:{line}: not valid UTF-8 (byte {e.start})") from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.splitlines()
+    lines = text.split("\n")  # "\n" only: str.splitlines also breaks at \f, \x85, U+2028, ...
+    if lines[-1] == "":  # the final line end
+        lines.pop()
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     if not any(line.strip() for line in lines):
         raise PromptFileError(f"{path}: the file has no prompts")
     category = category or path.stem
     seen: dict[str, int] = {}
     entries = []
     for number, line in enumerate(lines, start=1):
+        problem = prompt_problem(line)  # before strip(), which would drop a trailing \x85 or U+2028 unseen
+        if problem:
+            raise PromptFileError(f"{path}:{number}: {problem}")
         prompt = line.strip()
         if not prompt:
             raise PromptFileError(f"{path}:{number}: blank line (one prompt per line, no blank lines)")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise PromptFileError(
-                f"{path}:{number}: prompt of {len(prompt)} characters (at most {MAX_PROMPT_CHARS})"
-            )
-        if any(ord(c) < 32 for c in prompt):
-            raise PromptFileError(f"{path}:{number}: control character in prompt")
         if prompt in seen:
             raise PromptFileError(f"{path}:{number}: duplicate of line {seen[prompt]}: {prompt!r}")
         seen[prompt] = number

@@ -101,7 +101,8 @@ def test_a_changed_setting_does_not_resume_another_runs_checkpoint(tmp_path, mod
 
 
 def test_nan_stops_the_run_with_a_reason(tmp_path, models_for):
-    cfg = small_config("sds", loss={"lambda_sparsity": float("nan")})
+    cfg = small_config("sds")
+    cfg.loss.lambda_sparsity = float("nan")  # past the config's checks, which refuse a nan setting
     status = run_generation(cfg, tmp_path, show_progress=False, models=models_for(cfg))
     assert status["state"] == "failed" and "non-finite loss at step 0" in status["reason"]
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"

@@ -209,7 +209,7 @@ def test_local_workers_run_every_run_once_in_separate_processes(tmp_path):
 def test_local_workers_below_one_is_a_user_error(tmp_path, capsys):
     job = _write_job(tmp_path, ["a"], 2, executor={"kind": "local", "local": {"workers": 0}})
     assert main(["benchmark", "--job", str(job), "--results", str(tmp_path / "r"), "--workload", COUNTER]) == 2
-    assert "workers must be >= 1" in capsys.readouterr().err
+    assert "executor.local.workers" in capsys.readouterr().err
 
 
 def test_a_worker_killed_mid_run_is_reported_and_the_rerun_resumes(tmp_path):

@@ -109,7 +109,7 @@ def test_a_stopped_and_resumed_run_records_the_same_first_steps(tmp_path, small_
 
 def test_a_checkpoint_from_before_the_record_resumes_without_one(tmp_path, small_pool, one_thread):
     quiet(tmp_path / "run", small_pool, small_recipe()).run(1)
-    ck = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)
+    ck = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
     for k in ("first_losses", "first_threads"):
         del ck[k]  # the format of checkpoints written before the record existed
     torch.save(ck, tmp_path / "run" / CHECKPOINT)

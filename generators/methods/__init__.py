@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from generators.config import ConfigError, RunConfig, config_from_dict, deep_merge
 from generators.errors import UserError
+from generators.untrusted import brief, safe_load
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 _PRESET_KEYS = {"description", "extends", "models", "config"}
@@ -40,10 +39,11 @@ class UnknownMethodError(UserError):
 
 @lru_cache(maxsize=None)
 def _read_preset(name: str) -> dict:
+    # a method is one of the shipped presets, by name: never a path (`../x` would load any yaml)
+    if not isinstance(name, str) or name not in method_names():
+        raise UnknownMethodError(f"unknown method {brief(name)}; valid methods: {', '.join(method_names())}")
     path = PRESETS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise UnknownMethodError(f"unknown method {name!r}; valid methods: {', '.join(method_names())}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = safe_load(path.read_text(encoding="utf-8")) or {}
     unknown = set(data) - _PRESET_KEYS
     if unknown:
         raise UserError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")

@@ -21,7 +21,8 @@ A set file looks like this (every key but `base` optional; unknown keys are erro
     method_run_defaults:               # per method, after run_defaults; a method also takes
       vsd: {...}                       # the entries of the presets it `extends`
     embedded: module:function          # optional: returns the folder that relative `path:`s
-                                       # resolve against, building it on demand (tiny set)
+                                       # resolve against, building it on demand (tiny set); one of
+                                       # EMBEDDED_BUILDERS only: a set file names no other code
 
 A component given as `path:` is a local folder (relative paths resolve against `embedded`'s
 folder when the set has one, else against the yaml's folder); otherwise `id` + `revision` name a
@@ -40,6 +41,7 @@ from typing import Any, Optional
 import yaml
 
 from generators.errors import UserError
+from generators.untrusted import brief, safe_load
 
 SETS_DIR = Path(__file__).resolve().parent / "sets"
 COMPONENTS = ("base", "ip_adapter", "controlnet", "shap_e", "control_detector")
@@ -47,6 +49,8 @@ COMPONENTS = ("base", "ip_adapter", "controlnet", "shap_e", "control_detector")
 FETCH_ON_REQUEST = ("control_detector",)
 CODEC_KINDS = ("vae", "pixel-unshuffle")
 CUDA_DTYPES = ("float16", "bfloat16", "float32")
+# the only functions a set's `embedded:` may name (they build the random-weight sets on demand)
+EMBEDDED_BUILDERS = frozenset({"generators.models.tiny:ensure_tiny_set", "generators.models.tiny:ensure_sd15_random_set"})
 
 
 @dataclass
@@ -110,15 +114,15 @@ def available_sets(sets_dir: Path = SETS_DIR) -> list[str]:
 def set_file(models: str | Path, sets_dir: Path = SETS_DIR, kind: str = "model set") -> Path:
     """The yaml file for a set name (in `sets_dir`) or path; UserError listing the valid names otherwise."""
     p = Path(models)
-    if p.suffix in (".yaml", ".yml") or p.is_file():
+    if p.suffix in (".yaml", ".yml"):  # an explicit file of one's own
         if not p.is_file():
             raise UserError(f"{kind} file {p} does not exist")
         return p.resolve()
-    candidate = sets_dir / f"{models}.yaml"
-    if not candidate.is_file():
+    # otherwise a shipped set by name, never a path (`../x` would load any x.yaml)
+    if str(models) not in available_sets(sets_dir):
         valid = ", ".join(available_sets(sets_dir))
-        raise UserError(f"unknown {kind} {str(models)!r} (valid: {valid}, or a yaml path)")
-    return candidate
+        raise UserError(f"unknown {kind} {brief(str(models))} (valid: {valid}, or a path ending in .yaml)")
+    return sets_dir / f"{models}.yaml"
 
 
 def _fail(file: Path, msg: str) -> UserError:
@@ -140,7 +144,7 @@ def _check_keys(file: Path, where: str, data: Any, allowed: set[str]) -> dict:
 
 def _string(file: Path, key: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise _fail(file, f"'{key}' must be a non-empty string, got {value!r}")
+        raise _fail(file, f"'{key}' must be a non-empty string, got {brief(value)}")
     return value
 
 
@@ -162,10 +166,10 @@ def _parse_codec(file: Path, data: Any) -> CodecSpec:
     data = _check_keys(file, "codec", data, {"kind", "factor"})
     kind = data.get("kind", "vae")
     if kind not in CODEC_KINDS:
-        raise _fail(file, f"'codec.kind' is {kind!r}, expected one of {', '.join(CODEC_KINDS)}")
+        raise _fail(file, f"'codec.kind' is {brief(kind)}, expected one of {', '.join(CODEC_KINDS)}")
     factor = data.get("factor", 2)
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise _fail(file, f"'codec.factor' must be a positive integer, got {factor!r}")
+        raise _fail(file, f"'codec.factor' must be a positive integer, got {brief(factor)}")
     if kind == "vae" and "factor" in data:
         raise _fail(file, "'codec.factor' applies to kind pixel-unshuffle only")
     return CodecSpec(kind=kind, factor=factor)
@@ -198,13 +202,13 @@ def parse_set(data: Any, file: Path) -> ModelSetSpec:
     if "vae_input_size" in data:
         v = data["vae_input_size"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 8:
-            raise _fail(file, f"'vae_input_size' must be an integer >= 8, got {v!r}")
+            raise _fail(file, f"'vae_input_size' must be an integer >= 8, got {brief(v)}")
         spec.vae_input_size = v
     if "finetune_layer" in data:
         spec.finetune_layer = _string(file, "finetune_layer", data["finetune_layer"])
     if "cuda_dtype" in data:
         if data["cuda_dtype"] not in CUDA_DTYPES:
-            raise _fail(file, f"'cuda_dtype' is {data['cuda_dtype']!r}, expected one of {', '.join(CUDA_DTYPES)}")
+            raise _fail(file, f"'cuda_dtype' is {brief(data['cuda_dtype'])}, expected one of {', '.join(CUDA_DTYPES)}")
         spec.cuda_dtype = data["cuda_dtype"]
     if "run_defaults" in data:
         spec.run_defaults = _check_run_defaults(file, data["run_defaults"] or {})
@@ -215,8 +219,9 @@ def parse_set(data: Any, file: Path) -> ModelSetSpec:
         spec.method_run_defaults = {str(m): _check_run_defaults(file, v or {}) for m, v in per.items()}
     if "embedded" in data:
         emb = _string(file, "embedded", data["embedded"])
-        if ":" not in emb:
-            raise _fail(file, f"'embedded' must be 'module:function', got {emb!r}")
+        if emb not in EMBEDDED_BUILDERS:  # a set file is data: it may name our builders, not any code
+            raise _fail(file, f"'embedded' must be one of the project's builders ({', '.join(sorted(EMBEDDED_BUILDERS))}), "
+                              f"got {brief(emb)}")
         spec.embedded = emb
     if "description" in data:
         spec.description = str(data["description"])
@@ -227,7 +232,7 @@ def load_set_spec(models: str | Path) -> ModelSetSpec:
     """Read and validate a model set by name (shipped sets) or yaml path."""
     file = set_file(models)
     try:
-        data = yaml.safe_load(file.read_text())
+        data = safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise _fail(file, f"not valid YAML: {e}") from None
     return parse_set(data, file)

@@ -41,7 +41,7 @@ def load_run(run: Path, ema: bool = True) -> tuple[ToyPrior, dict]:
     path = Path(run) / CHECKPOINT
     if not path.exists():
         raise UserError(f"{run} has no {CHECKPOINT}: train first (python -m generators.toyworld.train_prior)")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = torch.load(path, map_location="cpu", weights_only=True)
     cfg = PriorNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["net"].items()})
     model = ToyPrior(cfg, seed=0)
     model.load_state_dict(ck["model"])

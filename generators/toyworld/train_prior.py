@@ -221,7 +221,7 @@ class PriorTrainer:
             self._first_saved = len(self.first_losses)
 
     def load(self) -> None:
-        ck = torch.load(self.out / CHECKPOINT, map_location="cpu", weights_only=False)
+        ck = torch.load(self.out / CHECKPOINT, map_location="cpu", weights_only=True)
         if self.pool_key and ck.get("pool_key") and ck["pool_key"] != self.pool_key:
             raise UserError(f"{self.out}: checkpoint was trained on data set {ck['pool_key']}, not {self.pool_key}")
         if ck["net"] != asdict(self.net_cfg):

@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from generators.errors import UserError
+from generators.untrusted import brief, hidden_characters
 from harness.executors import bar_label
 from harness.jobs import SlurmSettings
 from harness.plan import RunSpec
@@ -45,6 +46,13 @@ class SlurmRunTask(Checkpointable):
 
 
 def make_executor(settings: SlurmSettings, folder: Path, job_name: str):
+    # the folder and the name become #SBATCH lines of the batch script (the settings are checked
+    # when the job file loads: harness.jobs): a line break in either would start a shell command
+    for what, text in (("submitit folder", str(folder)), ("job name", job_name)):
+        hidden = hidden_characters(text)
+        if hidden:
+            raise UserError(f"executor slurm: the {what} {brief(text)} has {hidden[0][1]}, which would break "
+                            f"the batch script")
     import submitit
 
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm",  # never let submitit guess
