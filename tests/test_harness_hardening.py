@@ -165,10 +165,23 @@ SMALL_RUN = {"steps": 2, "checkpoint_every": 1, "camera": {"batch_size": 1, "wid
              "views": {"width": 32, "height": 32, "turntable_frames": 0, "grid_views": 4}}
 
 
-def test_a_nan_guidance_scale_fails_the_run_with_a_reason_and_is_not_retried(tmp_path, capsys):
+def test_a_nan_guidance_scale_is_refused_when_planned(tmp_path, capsys):
+    overrides = {**SMALL_RUN, "guidance": {"guidance_scale": float("nan")}}
+    job = _job(tmp_path, ["a red apple"], overrides=overrides)
+    results = tmp_path / "results"
+    assert _bench(job, results, workload="harness.workloads:generate") == 2
+    assert "guidance.guidance_scale" in capsys.readouterr().err
+    assert not (results / "runs").exists()  # nothing written
+
+
+def test_a_nan_guidance_step_fails_the_run_with_a_reason_and_is_not_retried(tmp_path, capsys, monkeypatch):
+    """The run-time guard behind the planning check: a non-finite guidance step (here a nan scale let
+    past the settings' domains, as a numerical blow-up would produce) fails the run once, for good."""
+    import generators.config
     from harness.jobs import load_job
     from harness.plan import plan_job
 
+    monkeypatch.setattr(generators.config, "validate_settings", lambda cfg: None)
     overrides = {**SMALL_RUN, "guidance": {"guidance_scale": float("nan")}}
     job = _job(tmp_path, ["a red apple"], overrides=overrides)
     results = tmp_path / "results"
