@@ -134,3 +134,16 @@ def test_method_run_defaults_tune_one_method_and_its_descendants(tmp_path):
     f.write_text(f"base: {{path: {base}}}\nmethod_run_defaults: {{sds: {{stepz: 3}}}}\n")
     with pytest.raises(UserError, match="stepz"):
         load_set_spec(str(f))
+
+
+def test_every_shipped_set_loads_and_names_only_allowed_builders():
+    """A set file added beside the others must pass the same checks (its builder on the allow-list)."""
+    from pathlib import Path
+
+    from generators.models.spec import EMBEDDED_BUILDERS
+
+    sets = sorted((Path(__file__).resolve().parents[1] / "generators" / "models" / "sets").glob("*.yaml"))
+    assert len(sets) >= 6
+    for path in sets:
+        spec = load_set_spec(path.stem)
+        assert spec.embedded is None or spec.embedded in EMBEDDED_BUILDERS, path.name

@@ -50,7 +50,8 @@ FETCH_ON_REQUEST = ("control_detector",)
 CODEC_KINDS = ("vae", "pixel-unshuffle")
 CUDA_DTYPES = ("float16", "bfloat16", "float32")
 # the only functions a set's `embedded:` may name (they build the random-weight sets on demand)
-EMBEDDED_BUILDERS = frozenset({"generators.models.tiny:ensure_tiny_set", "generators.models.tiny:ensure_sd15_random_set"})
+EMBEDDED_BUILDERS = frozenset({"generators.models.tiny:ensure_tiny_set", "generators.models.tiny:ensure_sd15_random_set",
+                               "generators.models.tiny:ensure_sd21_random_set"})
 
 
 @dataclass
