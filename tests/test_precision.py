@@ -65,7 +65,7 @@ def test_an_fp16_run_with_a_trainable_part_steps_and_checkpoints_its_loss_scale(
     models = load_models("tiny", required_components(cfg), "cpu", dtype=torch.float16)
     status = run_generation(cfg, tmp_path, show_progress=False, stop_after=2, models=models)
     assert status["precision"] == "fp16" and status["step"] == 2, status.get("reason")
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["scaler"]["scale"] > 0  # the dynamic scale resumes with the run
     assert all(v.dtype == torch.float32 for v in ckpt["trainer"]["params"].values())  # fp32 masters
 

@@ -48,7 +48,7 @@ def _child(out: Path, pause_s: float) -> subprocess.Popen:
 
 def _checkpoint_step(run_dir: Path) -> int:
     try:
-        return int(torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["step"])
+        return int(torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["step"])
     except Exception:  # not written yet, or being replaced
         return -1
 
