@@ -19,7 +19,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 from generators.schedules import ScheduleError, validate_schedule
 from generators.untrusted import brief

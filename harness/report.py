@@ -28,8 +28,6 @@ job's report is as it always was, a ToyBench-only job's has no T3Bench tables, a
 from __future__ import annotations
 
 import argparse
-import html
-import io
 import json
 import sys
 from pathlib import Path
@@ -41,11 +39,10 @@ from generators.errors import UserError
 from generators.io import atomic_write, atomic_write_text
 from harness.report_collect import SCORED, collect_rows
 from harness.report_figures import bar_chart, prompt_grids, toybench_grids
-from harness.report_tables import (METRICS, any_partial, ablation_table, categories_of, clip_table,
-                                   is_t3bench_row, is_toybench_row, md_table, method_rows, scorer_groups,
-                                   scorer_title, t3bench_table, toybench_categories, toybench_category_title,
-                                   toybench_frame_rows, toybench_partial, toybench_rows,
-                                   toybench_table)
+from harness.report_tables import (METRICS, any_partial, categories_of, clip_table, is_t3bench_row,
+                                   is_toybench_row, md_table, method_rows, scorer_groups, scorer_title,
+                                   t3bench_tables, toybench_categories, toybench_category_title,
+                                   toybench_frame_rows, toybench_partial, toybench_rows, toybench_table)
 from harness.report_stats import (DEFAULT_BASELINE, StatMetric, column, comparison_sentences, control_check,
                                   uncertainty_section)
 
@@ -249,25 +246,11 @@ def _references_section(refs: list[dict]) -> str:
 
 
 def _t3bench_sections(rows: list[dict], title: str, by_table: dict) -> list[str]:
-    """The T3Bench tables of runs of one scorer (source, judge, captioner): each comparison on one metric."""
-    mrows = method_rows(rows)
-    ablation = by_table["ablation"][0] if by_table["ablation"] else None
-    return [
-        f"## T3Bench quality only, AnchorDS Table 1 layout ({title})", "",
-        "The AnchorDS paper's Table 1 and ablation are T3Bench's quality metric alone, not (Quality + "
-        "Alignment) / 2 (the evidence is in results/reference/anchords-table1.yaml); our cells here are quality "
-        "too: mean q per category, All = mean of the three categories.",
-        "", md_table(*t3bench_table(mrows, by_table["t3bench"], "quality")), "",
-        f"## T3Bench (Quality + Alignment) / 2, T3Bench leaderboard layout ({title})", "",
-        "Each cell averages the runs that have both numbers (n counts exactly those runs); All is the mean of "
-        "the three categories.",
-        "", md_table(*t3bench_table(mrows, by_table["t3bench"], "mean")), "",
-        f"### Alignment only ((mean rating - 1) / 4 x 100; {title})", "",
-        md_table(*t3bench_table(mrows, by_table["t3bench"], "alignment")), "",
-        f"## Ablation (T3Bench All on the published table's metric: {ablation['metric'] if ablation else '—'}; "
-        f"gain over SDS; {title})", "",
-        md_table(*ablation_table(mrows, ablation)), "",
-    ]
+    """The T3Bench tables of runs of one scorer, as Markdown sections."""
+    parts = []
+    for level, heading, explanation, table in t3bench_tables(rows, by_table, title):
+        parts += [f"{'#' * level} {heading}", "", *([explanation, ""] if explanation else []), md_table(*table), ""]
+    return parts
 
 
 def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Optional[str], grids: list[dict],
@@ -324,7 +307,7 @@ def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Op
             ["No control rows: these scores predate the controls (ToyBench metric version 1).", ""]
     parts += ["## Figures", ""]
     if t3_rows:
-        parts.append(f"![T3Bench by category](figures/t3bench_by_category.png)" if chart_note is None
+        parts.append("![T3Bench by category](figures/t3bench_by_category.png)" if chart_note is None
                      else f"No bar chart: {chart_note}.")
         parts.append("")
     parts += [f"{len(grids)} per-prompt grids of every method's views in `grids/` (and in report.html).", ""]

@@ -184,12 +184,27 @@ def t3bench_table(mrows: list[MethodRow], references: list[dict], metric: str = 
     return header, body
 
 
-def breakdown_table(mrows: list[MethodRow], which: str) -> tuple[list[str], list[list[str]]]:
-    cats = list(dict.fromkeys(c for m in mrows for c in getattr(m, which)))
-    header = ["Method", *(CATEGORY_TITLES.get(c, c) for c in cats)]
-    body = [[f"**{m.label}**", *(getattr(m, which)[c].text() if c in getattr(m, which) else "—" for c in cats)]
-            for m in mrows]
-    return header, body
+def t3bench_tables(rows: list[dict], by_table: dict, title: str) -> list[tuple[int, str, str, tuple]]:
+    """(heading level, heading, explanation, table) of the T3Bench tables of one scorer's runs
+    (source, judge, captioner), each comparison on one metric: the one list the Markdown report
+    and the browser both render."""
+    mrows = method_rows(rows)
+    refs = by_table["t3bench"]
+    ablation = by_table["ablation"][0] if by_table["ablation"] else None
+    return [
+        (2, f"T3Bench quality only, AnchorDS Table 1 layout ({title})",
+         "The AnchorDS paper's Table 1 and ablation are T3Bench's quality metric alone, not (Quality + "
+         "Alignment) / 2 (the evidence is in results/reference/anchords-table1.yaml); our cells here are quality "
+         "too: mean q per category, All = mean of the three categories.",
+         t3bench_table(mrows, refs, "quality")),
+        (2, f"T3Bench (Quality + Alignment) / 2, T3Bench leaderboard layout ({title})",
+         "Each cell averages the runs that have both numbers (n counts exactly those runs); All is the mean of "
+         "the three categories.",
+         t3bench_table(mrows, refs, "mean")),
+        (3, f"Alignment only ((mean rating - 1) / 4 x 100; {title})", "", t3bench_table(mrows, refs, "alignment")),
+        (2, f"Ablation (T3Bench All on the published table's metric: {ablation['metric'] if ablation else '—'}; "
+         f"gain over SDS; {title})", "", ablation_table(mrows, ablation)),
+    ]
 
 
 def ablation_table(mrows: list[MethodRow], reference: Optional[dict]) -> tuple[list[str], list[list[str]]]:

@@ -16,8 +16,8 @@ from harness.browser.data import (PromptPage, best_and_worst, fmt, metrics_prese
                                   ranking_data, run_metric)
 from harness.browser.svg import colour, icosphere_svg, loss_svg
 from harness.report_figures import cell_interval, grouped_bars_svg, loss_curves_svg
-from harness.report_tables import (CATEGORY_TITLES, TOYBENCH_ALL, ablation_table, breakdown_table, clip_table,
-                                   is_t3bench_row, method_rows, t3bench_table, toybench_category_title,
+from harness.report_tables import (CATEGORY_TITLES, TOYBENCH_ALL, clip_table, is_t3bench_row, method_rows,
+                                   scorer_groups, scorer_title, t3bench_tables, toybench_category_title,
                                    toybench_rows, toybench_table)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -117,15 +117,11 @@ def _tables(rows: list[dict], refs: list[dict]) -> list[dict]:
     t3 = [r for r in rows if is_t3bench_row(r)]
     out = []
     if t3:
-        mrows = method_rows(t3)
-        out.append({"title": "T3Bench (AnchorDS Table 1 layout): (Quality + Alignment) / 2",
-                    **html_table(*t3bench_table(mrows, by_table["t3bench"]))})
-        out.append({"title": "Quality (ImageReward, 20 s + 50)", **html_table(*breakdown_table(mrows, "quality"))})
-        out.append({"title": "Alignment ((mean rating - 1) / 4 x 100)", **html_table(*breakdown_table(mrows, "alignment"))})
-        ablation = by_table["ablation"][0] if by_table["ablation"] else None
-        out.append({"title": "Ablation (T3Bench All, gain over SDS)", **html_table(*ablation_table(mrows, ablation))})
+        for key, group in scorer_groups(t3):  # the Markdown report's tables, one metric each
+            for _, heading, _, table in t3bench_tables(group, by_table, scorer_title(key)):
+                out.append({"title": heading, **html_table(*table)})
         clip_ref = by_table["clip"][0] if by_table["clip"] else None
-        out.append({"title": "CLIP score", **html_table(*clip_table(mrows, t3, clip_ref))})
+        out.append({"title": "CLIP score", **html_table(*clip_table(method_rows(t3), t3, clip_ref))})
     trows = toybench_rows(rows)
     if trows:
         out.append({"title": "ToyBench (ToyWorld judge on 16 views per run)", **html_table(*toybench_table(trows))})
