@@ -234,7 +234,9 @@ def test_two_eval_processes_never_score_one_run_twice(tmp_path):
         d.mkdir(parents=True)
         (d / "status.json").write_text(json.dumps({"state": "done", "prompt": spec.prompt}))
     first_log = specs[0].run_dir(results) / "eval_executions.log"
-    procs = [_eval_process(job, results, 0.25)]
+    # the first scorer is slow (1 s a stage: 16 s for the job), so the second one, which starts
+    # only once the first has begun, still finds runs to score on a loaded machine (imports ~5-10 s)
+    procs = [_eval_process(job, results, 1.0)]
     end = time.monotonic() + 60
     while not first_log.exists() and time.monotonic() < end:
         time.sleep(0.02)
