@@ -44,7 +44,8 @@ class ControlConfig:
     """The controls' recipe (the fit's constants: why each value, in its comment)."""
 
     seed: int = 0
-    # the initial ball: the `toy` set's run_defaults.init (generators/models/sets/toy.yaml)
+    # the initial ball: the `toy` set's run_defaults.init (generators/models/sets/toy.yaml); repeated here
+    # because these settings are recorded with every score, and a test keeps the two equal
     ball_points: int = 2048
     ball_radius: float = 0.9
     ball_opacity: float = 0.05

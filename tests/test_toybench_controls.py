@@ -54,3 +54,15 @@ def test_every_metric_orders_the_controls(models, caption, tmp_path):
     assert len(list(tmp_path.glob("*.pt"))) == 1
     again = score_controls(caption, cams, truth, CFG, models, SMALL_FIT, cache=tmp_path)
     assert again[POSITIVE_CONTROL] == top
+
+
+def test_the_ball_control_is_the_toy_sets_initial_ball():
+    """The ball control repeats the toy set's init (its settings are recorded with every score):
+    a change to one without the other fails here instead of drifting apart."""
+    from generators.models.spec import load_set_spec
+    from metrics.toybench_controls import ControlConfig
+
+    init, cfg = load_set_spec("toy").run_defaults["init"], ControlConfig()
+    assert init["kind"] == "ball"
+    assert (cfg.ball_points, cfg.ball_radius, cfg.ball_opacity) == (init["ball_points"], init["ball_radius"],
+                                                                    init["opacity"])
