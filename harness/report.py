@@ -37,6 +37,7 @@ import yaml
 
 from generators.errors import UserError
 from generators.io import atomic_write, atomic_write_text
+from generators.untrusted import safe_load
 from harness.report_collect import SCORED, collect_rows
 from harness.report_figures import bar_chart, prompt_grids, toybench_grids
 from harness.report_tables import (METRICS, any_partial, categories_of, clip_table, is_t3bench_row,
@@ -75,7 +76,7 @@ def load_references(folder: Path = REFERENCE_DIR) -> list[dict]:
     refs = []
     for path in sorted(Path(folder).glob("*.yaml")):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
             raise UserError(f"{path}: not valid YAML: {e}") from None
         if not isinstance(data, dict) or not data.get("source") or data.get("table") not in REFERENCE_TABLES \

@@ -189,8 +189,10 @@ def _background(run_dir: Path) -> tuple:
     """The run's views.background (config.yaml) as 0..255 RGB; black when it is not recorded."""
     import yaml
 
+    from generators.untrusted import safe_load  # bounded: a run folder is data we did not write ourselves
+
     try:
-        bg = (yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {})["views"]["background"]
+        bg = (safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {})["views"]["background"]
         return tuple(max(0, min(255, round(float(c) * 255))) for c in bg[:3])
     except (OSError, KeyError, TypeError, ValueError, IndexError, yaml.YAMLError):
         return (0, 0, 0)
