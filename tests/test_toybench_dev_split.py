@@ -31,6 +31,10 @@ def test_tuning_and_control_jobs_plan_what_they_say():
     assert not {s.prompt for s in dev} & test_prompts  # tuning never sees a test caption
     cfgs = {s.label: s.overrides["guidance"]["guidance_scale"] for s in dev}
     assert sorted(set(cfgs.values())) == [3.0, 7.5, 15.0, 30.0]
+    # the AnchorDS side's sweep: the same grid on the same captions
+    dev_a = plan_job(load_job(jobs / "toybench-dev-cfg-anchords.yaml"))
+    assert {s.method for s in dev_a} == {"anchords-ipa-finetune"} and {s.prompt for s in dev_a} == {s.prompt for s in dev}
+    assert sorted({s.overrides["guidance"]["guidance_scale"] for s in dev_a}) == [3.0, 7.5, 15.0, 30.0]
     control = plan_job(load_job(jobs / "toybench-control.yaml"))
     assert len(control) == 5 * 40 * 3 and {s.prompt for s in control} == test_prompts
     assert {s.label for s in control} == {"sds", "sds-cfg-tuned", "anchords-ipa", "anchords-ipa-filter",

@@ -12,7 +12,7 @@ from generators.toyworld.config import PriorNetConfig, PriorTrainConfig, SceneSa
 from generators.toyworld.data import render_chunk
 from generators.toyworld.export import IP_WEIGHT_NAME, export, load_run
 from generators.toyworld.prior import build_image_processor, build_scheduler, normalise_for_clip, to_latents
-from generators.toyworld.train_prior import PriorTrainer
+from generators.toyworld.train_prior import PriorTrainer, lr_factor
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +69,36 @@ def test_loader_and_diffusers_ip_loading_reproduce_the_trained_prior(exported):
         ids = models.tokenizer(prompts, padding="max_length", max_length=77, return_tensors="pt").input_ids
         ref = model(z, t, ids, pixels)
     assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_an_export_loads_back_as_the_trained_composite_and_training_continues_from_it(exported, tmp_path):
+    """The checkpoint of the committed prior is lost; its export must be enough to continue training."""
+    from generators.toyworld.export import load_export
+
+    root, out = exported
+    ema_model, ck = load_run(root / "run")
+    back, info = load_export(out, PriorNetConfig())
+    assert info["step"] == ck["step"] == 2
+    for (n, p), (_, q) in zip(ema_model.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(p, q), n
+    cfg = dataclasses.replace(PriorTrainConfig(), batch_size=4, log_every=1, lr_warmup_steps=4)
+    pool = render_chunk(8, seed=5, world=WorldConfig(), scenes=SceneSampling(p_one=0.5))
+    tr = PriorTrainer(tmp_path / "warm", pool, PriorNetConfig(), cfg, log=lambda m: None)
+    tr.warm_start(back, info["step"])
+    assert tr.step == 2 and tr.lr_now() == pytest.approx(cfg.lr * 0.25 * lr_factor(2, cfg))  # warms up again
+    tr.run(3)
+    resumed = PriorTrainer(tmp_path / "warm", pool, PriorNetConfig(), cfg, log=lambda m: None)
+    resumed.load()  # the re-warm survives a resume
+    assert resumed.step == 3 and resumed.rewarm_from == 2
+    assert resumed.lr_now() == pytest.approx(cfg.lr * 0.5 * lr_factor(3, cfg))
+
+
+def test_an_export_of_another_network_config_is_refused(exported):
+    from generators.errors import UserError
+    from generators.toyworld.export import load_export
+
+    _, out = exported
+    with pytest.raises(UserError, match="network config differs"):
+        load_export(out, dataclasses.replace(PriorNetConfig(), text_layers=2))
+    with pytest.raises(UserError, match="not a ToyWorld export"):
+        load_export(out / "unet", PriorNetConfig())

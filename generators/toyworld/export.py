@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -68,6 +69,35 @@ def write_model_set(model: ToyPrior, out: Path) -> None:
               metadata={"format": "pt"})
 
 
+def load_export(folder: Path, cfg: PriorNetConfig) -> tuple[ToyPrior, dict]:
+    """The composite an export holds (the weights it was written with, EMA by default) and its
+    export.json: the inverse of `write_model_set`, for continuing a training whose checkpoint is
+    lost. Refuses an export whose recorded network config is not `cfg`."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    training = folder / "training"
+    if not (training / "export.json").is_file() or not (folder / "ip_adapter" / IP_WEIGHT_NAME).is_file():
+        raise UserError(f"{folder}: not a ToyWorld export (needs training/export.json and ip_adapter/{IP_WEIGHT_NAME})")
+    info = json.loads((training / "export.json").read_text(encoding="utf-8"))
+    recorded = info.get("net")  # exports before this record: the training run's run.json
+    if recorded is None and (training / "run.json").is_file():
+        recorded = json.loads((training / "run.json").read_text(encoding="utf-8")).get("net")
+    if recorded != json.loads(json.dumps(asdict(cfg))):
+        raise UserError(f"{folder}: its network config differs from the current recipe (or is not recorded)")
+    model = ToyPrior(cfg, seed=0)
+    model.text_encoder.load_state_dict(type(model.text_encoder).from_pretrained(folder / "text_encoder").state_dict())
+    model.image_encoder.load_state_dict(type(model.image_encoder).from_pretrained(folder / "image_encoder").state_dict())
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet")
+    flat = load_file(str(folder / "ip_adapter" / IP_WEIGHT_NAME))
+    state = {part: {k[len(part) + 1:]: v for k, v in flat.items() if k.startswith(part + ".")}
+             for part in ("image_proj", "ip_adapter")}
+    unet._load_ip_adapter_weights([state], low_cpu_mem_usage=False)  # diffusers' own conversion
+    model.unet.load_state_dict(unet.state_dict())  # strict: the same modules as the composite's
+    return model.eval(), info
+
+
 RECIPE_KEYS = ("net", "train", "world", "pool_key")
 
 
@@ -100,6 +130,7 @@ def export(run: Path, out: Path = DEFAULT_OUT, ema: bool = True) -> Path:
             shutil.copy2(old_first, training / FIRST_STEPS)
         atomic_write_json(training / "export.json", {"step": ck["step"], "ema": ema, "train_elapsed_s": ck["elapsed_s"],
                                                      "pool_key": ck.get("pool_key", ""),
+                                                     "net": ck["net"],
                                                      "command": "python -m generators.toyworld.export " + " ".join(sys.argv[1:])})
         old = None
         if out.exists():

@@ -14,6 +14,12 @@ Every random draw comes from one seeded generator whose state is checkpointed, s
 is stopped and resumed reaches the same weights as one that never stopped (same thread count).
 SIGTERM / SIGINT save a checkpoint before exiting. Export the EMA weights with
 `python -m generators.toyworld.export --run <out>`.
+
+A run whose checkpoint is lost continues from its export instead (`--warm-start
+generators/models/toy/weights`): the exported EMA weights become both the weights and the EMA, the
+step and elapsed time are the export's, and the optimiser starts fresh, so the learning rate warms
+up again over `lr_warmup_steps` (fresh Adam moments make full-size first steps). The data order
+after that differs from the lost run's, so it is not bit-identical to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
 import signal
 import sys
@@ -124,6 +131,21 @@ class PriorTrainer:
         self.first_losses: list[float] | None = []
         self.first_threads: int | None = None
         self._first_saved = -1
+        self.rewarm_from: int | None = None  # the step a warm start continued from (LR warms up again)
+
+    def warm_start(self, model: ToyPrior, step: int, elapsed_s: float = 0.0) -> None:
+        """Continue from `model`'s weights (an export's EMA) at `step` with a fresh optimiser."""
+        self.model.load_state_dict(model.state_dict())
+        self.ema = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+        self.step, self.elapsed, self.rewarm_from = step, elapsed_s, step
+        self.gen = torch.Generator().manual_seed(self.cfg.seed + step)  # the lost run's data state is unknown
+        self.first_losses = None  # the first steps are the export's, not recorded here
+
+    def lr_now(self) -> float:
+        factor = lr_factor(self.step, self.cfg)
+        if self.rewarm_from is not None:
+            factor *= min(1.0, (self.step - self.rewarm_from + 1) / self.cfg.lr_warmup_steps)
+        return self.cfg.lr * factor
 
     # -- one step ---------------------------------------------------------------------------
     def grow_pool(self) -> None:
@@ -161,7 +183,7 @@ class PriorTrainer:
 
     def train_step(self) -> float:
         for group in self.opt.param_groups:
-            group["lr"] = self.cfg.lr * lr_factor(self.step, self.cfg)
+            group["lr"] = self.lr_now()
         b = self.batch()
         pred = self.model(b["noisy"], b["t"], b["ids"], b["pixels"], token_keep=b["keep"])
         # epsilon MSE; unshuffling only permutes pixels, so this is the pixel-space loss
@@ -204,7 +226,7 @@ class PriorTrainer:
         return {"model": self.model.state_dict(), "ema": self.ema, "opt": self.opt.state_dict(), "step": self.step,
                 "generator": self.gen.get_state(), "elapsed_s": self.elapsed, "pool_key": self.pool_key,
                 "net": asdict(self.net_cfg), "train": asdict(self.cfg),
-                "first_losses": self.first_losses, "first_threads": self.first_threads}
+                "first_losses": self.first_losses, "first_threads": self.first_threads, "rewarm_from": self.rewarm_from}
 
     def save(self) -> None:
         atomic_torch_save(self.out / CHECKPOINT, self.state())
@@ -236,6 +258,7 @@ class PriorTrainer:
         self.first_losses = ck.get("first_losses")
         self.first_threads = ck.get("first_threads")
         self._first_saved = -1
+        self.rewarm_from = ck.get("rewarm_from")
 
     # -- loop -------------------------------------------------------------------------------
     def run(self, until_step: int, checkpoint_every_s: float | None = None) -> list[float]:
@@ -283,6 +306,13 @@ class PriorTrainer:
         return losses
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 def read_log(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -312,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool-images", type=int, default=None, help="override (tests, smoke runs)")
     ap.add_argument("--batch-size", type=int, default=None, help="override (tests, smoke runs)")
     ap.add_argument("--checkpoint-every-s", type=float, default=None)
+    ap.add_argument("--warm-start", type=Path, default=None, metavar="EXPORT",
+                    help="start a new run from an exported model set (e.g. generators/models/toy/weights) at its "
+                         "step, with a fresh optimiser: for a run whose checkpoint is lost")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     log = lambda m: print(m, flush=True)  # noqa: E731
@@ -326,11 +359,25 @@ def main(argv: list[str] | None = None) -> int:
         pool, key = make_pool(args.data_root, train_cfg, world, log)
         command = "python -m " + " ".join(["generators.toyworld.train_prior"] + sys.argv[1:])
         trainer = PriorTrainer(args.out, pool, PriorNetConfig(), train_cfg, pool_key=key, log=log, command=command)
+        warm = None
         if args.resume and (args.out / CHECKPOINT).exists():
             trainer.load()
             log(f"resumed {args.out} at step {trainer.step}")
+            warm = _read_json(args.out / "run.json").get("warm_start")  # keep the record across resumes
+        elif args.warm_start is not None:
+            from generators.toyworld.export import load_export  # export imports this module
+
+            model, info = load_export(args.warm_start, PriorNetConfig())
+            trainer.warm_start(model, info["step"], info.get("train_elapsed_s", 0.0))
+            old_log = Path(args.warm_start) / "training" / LOG  # the curve so far, continued by this run
+            if old_log.is_file():
+                args.out.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(args.out / LOG, old_log.read_text(encoding="utf-8"))
+            warm = {"export": str(args.warm_start), "step": info["step"], "optimiser": "fresh",
+                    "lr_rewarm_steps": train_cfg.lr_warmup_steps}
+            log(f"warm start from {args.warm_start} at step {trainer.step} (fresh optimiser)")
         atomic_write_json(args.out / "run.json", {
-            "command": command,
+            "command": command, "warm_start": warm,
             "threads": args.threads, "pool_key": key, "net": asdict(PriorNetConfig()), "train": asdict(train_cfg),
             "world": asdict(world),
         })
