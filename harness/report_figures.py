@@ -121,10 +121,12 @@ def _toy_label(r: Optional[dict]) -> list[str]:
         return ["not planned"]
     if r.get("toybench") is None:
         return [str(r.get("toybench_reason") or r.get("reason") or r.get("status") or "not scored")]
-    pct = lambda k: "—" if r.get(f"toybench_{k}") is None else f"{r[f'toybench_{k}'] * 100:.0f}%"  # noqa: E731
-    janus = "—" if r.get("toybench_janus") is None else ("yes" if r["toybench_janus"] >= 0.5 else "no")
+    # ASCII only: PIL's default font draws anything else as a box (a dash came out as one)
+    pct = lambda k: "n/a" if r.get(f"toybench_{k}") is None else f"{r[f'toybench_{k}'] * 100:.0f}%"  # noqa: E731
+    janus = ("n/a (never shows the caption)" if r.get("toybench_janus") is None
+             else "yes" if r["toybench_janus"] >= 0.5 else "no")
     return [f"align {pct('alignment')} cons {pct('consistency')}", f"janus {janus}",
-            f"modal: {r.get('toybench_modal_set') or '—'}"]
+            f"modal: {r.get('toybench_modal_set') or 'none'}"]
 
 
 def ground_truth_views_png(prompt: str, settings_json: Optional[str]) -> tuple[Optional[Image.Image], str]:

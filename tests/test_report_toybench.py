@@ -240,3 +240,15 @@ def test_version_1_scores_say_so(toyjob):
     results, specs = toyjob
     text = build_report("toy", specs, results)["report"].read_text()
     assert "**Metric version 1**" in text and "No control rows: these scores predate the controls" in text
+
+
+def test_grid_labels_are_drawable_by_the_default_font():
+    """PIL's default font has ASCII only: a dash for 'no Janus value' was drawn as a box."""
+    from harness.report_figures import _toy_label
+
+    scored = {"toybench": 1.0, "toybench_alignment": 0.5, "toybench_consistency": 0.5, "toybench_janus": None,
+              "toybench_modal_set": None}
+    lines = _toy_label(scored) + _toy_label({**scored, "toybench_alignment": None, "toybench_janus": 1.0})
+    assert all(line.isascii() for line in lines), lines
+    assert "janus n/a (never shows the caption)" in lines and "modal: none" in lines
+    assert all(len(line) <= 35 for line in lines)  # the label column's width in characters
