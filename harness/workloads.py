@@ -309,6 +309,9 @@ def counter(spec, run_dir: Path, show_progress: bool = False) -> dict:
 
 COUNTER_EVAL_FAIL_WORD = "unscorable"  # a prompt containing it makes score_counter raise
 COUNTER_EVAL_EXECUTIONS = "eval_executions.log"  # one "<pid> <stage>" line per scored stage
+# tests of two scorers at once: one touches SIGNAL when it scores a stage, the other waits for it
+# after its first stage (at most 120 s), so both take part whatever the machine's load
+COUNTER_SIGNAL_ENV, COUNTER_WAIT_ENV = "HARNESS_COUNTER_SIGNAL", "HARNESS_COUNTER_WAIT_FOR"
 
 
 def score_counter(spec, run_dir: Path, show_progress: bool = False, evaluation=None) -> dict:
@@ -331,6 +334,12 @@ def score_counter(spec, run_dir: Path, show_progress: bool = False, evaluation=N
             if COUNTER_EVAL_FAIL_WORD in spec.prompt:
                 raise RuntimeError(f"{COUNTER_EVAL_FAIL_WORD}: the test scorer failed on purpose at {stage}")
             time.sleep(sleep_s)
+            if os.environ.get(COUNTER_SIGNAL_ENV):
+                Path(os.environ[COUNTER_SIGNAL_ENV]).touch()
+            wait_for = os.environ.get(COUNTER_WAIT_ENV)
+            end = time.monotonic() + 120
+            while wait_for and not Path(wait_for).exists() and time.monotonic() < end:
+                time.sleep(0.05)
             record[stage] = {"status": "done", "score": float(len(spec.prompt)), "model_set": set_name,
                              "settings": stage_settings(cfg, stage),
                              "finished_at": time.strftime(FINISHED_AT_FORMAT)}

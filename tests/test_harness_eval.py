@@ -218,8 +218,9 @@ def test_bad_eval_input_exits_2_and_writes_nothing(tmp_path, capsys):
     assert sorted(p.name for p in results.iterdir()) == ["runs"]
 
 
-def _eval_process(job: Path, results: Path, sleep_s: float) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HARNESS_COUNTER_SLEEP_S": str(sleep_s)}
+def _eval_process(job: Path, results: Path, sleep_s: float, **extra_env: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HARNESS_COUNTER_SLEEP_S": str(sleep_s),
+           **extra_env}
     return subprocess.Popen([sys.executable, "-m", "harness", "eval", str(job), "--results", str(results),
                              "--workload", SCORE_COUNTER, *TINY], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -234,13 +235,14 @@ def test_two_eval_processes_never_score_one_run_twice(tmp_path):
         d.mkdir(parents=True)
         (d / "status.json").write_text(json.dumps({"state": "done", "prompt": spec.prompt}))
     first_log = specs[0].run_dir(results) / "eval_executions.log"
-    # the first scorer is slow (1 s a stage: 16 s for the job), so the second one, which starts
-    # only once the first has begun, still finds runs to score on a loaded machine (imports ~5-10 s)
-    procs = [_eval_process(job, results, 1.0)]
+    # the first scorer waits after its first stage until the second has scored one, so both take
+    # part however loaded the machine is (a timing-only version failed under load)
+    signal = str(tmp_path / "second_scored")
+    procs = [_eval_process(job, results, 0.1, HARNESS_COUNTER_WAIT_FOR=signal)]
     end = time.monotonic() + 60
     while not first_log.exists() and time.monotonic() < end:
         time.sleep(0.02)
-    procs.append(_eval_process(job, results, 0.25))
+    procs.append(_eval_process(job, results, 0.1, HARNESS_COUNTER_SIGNAL=signal))
     outs = [p.communicate(timeout=120)[0] for p in procs]
     # a process that skipped runs held by the other may end before they are scored (exit 1)
     assert all(p.returncode in (0, 1) for p in procs) and any(p.returncode == 0 for p in procs), outs
