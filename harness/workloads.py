@@ -336,10 +336,10 @@ def score_counter(spec, run_dir: Path, show_progress: bool = False, evaluation=N
             time.sleep(sleep_s)
             if os.environ.get(COUNTER_SIGNAL_ENV):
                 Path(os.environ[COUNTER_SIGNAL_ENV]).touch()
-            wait_for = os.environ.get(COUNTER_WAIT_ENV)
-            end = time.monotonic() + 120
-            while wait_for and not Path(wait_for).exists() and time.monotonic() < end:
-                time.sleep(0.05)
+            if os.environ.get(COUNTER_WAIT_ENV):
+                end = time.monotonic() + 120
+                while not Path(os.environ[COUNTER_WAIT_ENV]).exists() and time.monotonic() < end:
+                    time.sleep(0.05)
             record[stage] = {"status": "done", "score": float(len(spec.prompt)), "model_set": set_name,
                              "settings": stage_settings(cfg, stage),
                              "finished_at": time.strftime(FINISHED_AT_FORMAT)}

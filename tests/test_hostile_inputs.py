@@ -343,6 +343,7 @@ def test_an_alias_bomb_in_a_set_override_or_config_file_is_refused(tmp_path):
                         str(tmp_path / "o"), "--config", str(cfg), "--print-config")
     assert r.returncode == 2 and "refused" in r.stderr
 
+
 def test_an_alias_bomb_in_a_reference_file_or_a_run_config_is_refused(tmp_path):
     from harness.browser.data import _background
     from harness.report import load_references
@@ -356,7 +357,6 @@ def test_an_alias_bomb_in_a_reference_file_or_a_run_config_is_refused(tmp_path):
     assert _background(run) == (0, 0, 0)  # the picture falls back, the report goes on
     (run / "config.yaml").write_text("views: {background: [1, 1, 1]}\n")
     assert _background(run) == (255, 255, 255)
-
 
 
 def test_an_error_message_quotes_a_huge_value_briefly():

@@ -30,7 +30,8 @@ from generators.errors import UserError
 from generators.io import atomic_write_json, honour_umask
 from generators.toyworld.config import PriorNetConfig
 from generators.toyworld.prior import (ToyPrior, build_image_processor, build_scheduler, build_tokenizer, build_unet,
-                                       flatten_ip_state, ip_adapter_state_dict, unet_base_state_dict)
+                                       flatten_ip_state, ip_adapter_state_dict, unet_base_state_dict,
+                                       unflatten_ip_state)
 from generators.toyworld.train_prior import CHECKPOINT, FIRST_STEPS, LOG
 
 IP_WEIGHT_NAME = "ip-adapter-plus_toy.safetensors"
@@ -90,9 +91,7 @@ def load_export(folder: Path, cfg: PriorNetConfig) -> tuple[ToyPrior, dict]:
     model.text_encoder.load_state_dict(type(model.text_encoder).from_pretrained(folder / "text_encoder").state_dict())
     model.image_encoder.load_state_dict(type(model.image_encoder).from_pretrained(folder / "image_encoder").state_dict())
     unet = UNet2DConditionModel.from_pretrained(folder / "unet")
-    flat = load_file(str(folder / "ip_adapter" / IP_WEIGHT_NAME))
-    state = {part: {k[len(part) + 1:]: v for k, v in flat.items() if k.startswith(part + ".")}
-             for part in ("image_proj", "ip_adapter")}
+    state = unflatten_ip_state(load_file(str(folder / "ip_adapter" / IP_WEIGHT_NAME)))
     unet._load_ip_adapter_weights([state], low_cpu_mem_usage=False)  # diffusers' own conversion
     model.unet.load_state_dict(unet.state_dict())  # strict: the same modules as the composite's
     return model.eval(), info

@@ -192,9 +192,17 @@ def _base_attn_processors(unet) -> dict:
     return {k: v for k, v in unet.attn_processors.items() if not k.startswith("encoder_hid_proj.")}
 
 
+IP_PARTS = ("image_proj", "ip_adapter")  # the two halves of an h94 IP-Adapter file
+
+
 def flatten_ip_state(state: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
     """{"image_proj": {...}, "ip_adapter": {...}} -> flat "image_proj.*" / "ip_adapter.*" keys (file layout)."""
-    return {f"{part}.{k}": v.contiguous() for part in ("image_proj", "ip_adapter") for k, v in state[part].items()}
+    return {f"{part}.{k}": v.contiguous() for part in IP_PARTS for k, v in state[part].items()}
+
+
+def unflatten_ip_state(flat: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+    """Inverse of `flatten_ip_state`: the file layout back to {"image_proj": {...}, "ip_adapter": {...}}."""
+    return {part: {k[len(part) + 1:]: v for k, v in flat.items() if k.startswith(part + ".")} for part in IP_PARTS}
 
 
 def unet_base_state_dict(unet) -> dict[str, Tensor]:
