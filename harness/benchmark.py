@@ -47,6 +47,7 @@ class Settings:
     limit: Optional[int] = None
     steps: Optional[int] = None
     max_attempts: Optional[int] = None
+    workers: Optional[int] = None  # local executor: runs at once (e.g. 1 while a training shares the CPU)
     overrides: dict = field(default_factory=dict)
     results: Path = Path("results")
     force: bool = False
@@ -97,6 +98,8 @@ def build_job(s: Settings) -> Job:
         job.executor.kind = s.executor
     if s.max_attempts is not None:
         job.executor.max_attempts = s.max_attempts
+    if s.workers is not None:
+        job.executor.local.workers = s.workers
     cli = dict(s.overrides)
     if s.steps is not None:
         cli["steps"] = s.steps

@@ -148,3 +148,13 @@ def test_command_line_settings_override_the_job_file():
     cli = build_job(Settings(methods=["sds", "anchords-ipa"]))
     assert cli.name == "sds+anchords-ipa" and cli.prompts == "t3bench"
     assert dataclasses.asdict(cli.executor)["kind"] == "local"
+
+
+def test_workers_flag_overrides_the_job_file_and_is_validated():
+    toy = str(REPO / "jobs" / "toybench-dev-cfg-anchords.yaml")
+    assert load_job(toy).executor.local.workers == 2
+    job = build_job(Settings(job=toy, workers=1))
+    assert job.executor.local.workers == 1
+    assert [s.run_dir(Path("r")) for s in plan_job(job)] == [s.run_dir(Path("r")) for s in plan_job(load_job(toy))]
+    with pytest.raises(UserError, match="workers"):
+        build_job(Settings(job=toy, workers=0))
