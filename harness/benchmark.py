@@ -48,6 +48,7 @@ class Settings:
     steps: Optional[int] = None
     max_attempts: Optional[int] = None
     workers: Optional[int] = None  # local executor: runs at once (e.g. 1 while a training shares the CPU)
+    threads: Optional[int] = None  # local executor: torch threads of each run
     overrides: dict = field(default_factory=dict)
     results: Path = Path("results")
     force: bool = False
@@ -100,6 +101,8 @@ def build_job(s: Settings) -> Job:
         job.executor.max_attempts = s.max_attempts
     if s.workers is not None:
         job.executor.local.workers = s.workers
+    if s.threads is not None:
+        job.executor.local.threads_per_worker = s.threads
     cli = dict(s.overrides)
     if s.steps is not None:
         cli["steps"] = s.steps

@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     _override_arguments(b, "a config field of every run", "guidance.guidance_scale=50")
     b.add_argument("--max-attempts", type=int, help="failures before a run is given up (default 3)")
     b.add_argument("--workers", type=int, help="local executor: runs at once (default: the job file's, else 1)")
+    b.add_argument("--threads", type=int,
+                   help="local executor: torch threads of each run (default: the job file's, else cores / workers)")
     b.add_argument("--results", type=path_argument, default=Path("results"), help="results folder (default results/)")
     b.add_argument("--force", action="store_true",
                    help="re-run finished runs (the old directories are moved aside, never deleted)")
@@ -161,7 +163,8 @@ def cmd_benchmark(args) -> int:
     methods = [m for item in args.methods for m in item.split(",") if m]
     settings = Settings(job=args.job, methods=methods, name=args.name, prompts=args.prompts, seeds=args.seeds,
                         models=args.models, executor=args.executor, limit=args.limit, steps=args.steps,
-                        max_attempts=args.max_attempts, workers=args.workers, overrides=overrides, results=args.results,
+                        max_attempts=args.max_attempts, workers=args.workers, threads=args.threads,
+                        overrides=overrides, results=args.results,
                         force=args.force, retry_failed=args.retry_failed, other_code=args.other_code,
                         dry_run=args.dry_run, wait=not args.no_wait, workload=args.workload or DEFAULT_WORKLOAD,
                         replace_plan=args.replace_plan)

@@ -302,7 +302,10 @@ def counter(spec, run_dir: Path, show_progress: bool = False) -> dict:
             if state["step"] % every == 0 or state["step"] == steps:
                 atomic_write_json(ckpt_path, state)
     atomic_write_json(run_dir / COUNTER_ROWS, {"rows": state["rows"]})
-    status = {"state": "done", "prompt": spec.prompt, "steps": steps}
+    import torch
+
+    # torch_threads: the executor's thread setting as the run saw it (the test's probe)
+    status = {"state": "done", "prompt": spec.prompt, "steps": steps, "torch_threads": torch.get_num_threads()}
     atomic_write_json(run_dir / "status.json", status)
     return status
 

@@ -206,6 +206,23 @@ def test_local_workers_run_every_run_once_in_separate_processes(tmp_path):
     assert all(len(_executions(s.run_dir(results))) == steps for s in plan_job(load_job(job)))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_threads_per_worker_is_what_each_run_gets_in_process_or_in_a_pool(tmp_path, workers):
+    """`--threads` sets torch's thread count of every run, also with one worker (runs in this
+    process), and this process gets its own count back afterwards."""
+    import torch
+
+    job = _write_job(tmp_path, ["one", "two"], 2)
+    results = tmp_path / "results"
+    before = torch.get_num_threads()
+    want = 1 if before > 1 else 2
+    assert main(["benchmark", "--job", str(job), "--results", str(results), "--workload", COUNTER,
+                 "--workers", str(workers), "--threads", str(want)]) == 0
+    for spec in plan_job(load_job(job)):
+        assert json.loads((spec.run_dir(results) / "status.json").read_text())["torch_threads"] == want
+    assert torch.get_num_threads() == before
+
+
 def test_local_workers_below_one_is_a_user_error(tmp_path, capsys):
     job = _write_job(tmp_path, ["a"], 2, executor={"kind": "local", "local": {"workers": 0}})
     assert main(["benchmark", "--job", str(job), "--results", str(tmp_path / "r"), "--workload", COUNTER]) == 2

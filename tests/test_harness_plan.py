@@ -150,11 +150,13 @@ def test_command_line_settings_override_the_job_file():
     assert dataclasses.asdict(cli.executor)["kind"] == "local"
 
 
-def test_workers_flag_overrides_the_job_file_and_is_validated():
+def test_workers_and_threads_flags_override_the_job_file_and_is_validated():
     toy = str(REPO / "jobs" / "toybench-dev-cfg-anchords.yaml")
     assert load_job(toy).executor.local.workers == 2
-    job = build_job(Settings(job=toy, workers=1))
-    assert job.executor.local.workers == 1
+    job = build_job(Settings(job=toy, workers=1, threads=1))
+    assert job.executor.local.workers == 1 and job.executor.local.threads_per_worker == 1
     assert [s.run_dir(Path("r")) for s in plan_job(job)] == [s.run_dir(Path("r")) for s in plan_job(load_job(toy))]
     with pytest.raises(UserError, match="workers"):
         build_job(Settings(job=toy, workers=0))
+    with pytest.raises(UserError, match="threads_per_worker"):
+        build_job(Settings(job=toy, threads=0))

@@ -69,6 +69,30 @@ def judge_samples(judge, images: Tensor, specs: list) -> dict:
     }
 
 
+def evaluate_prior(model: ToyPrior, judge, cfg: SampleConfig, *, per_caption: int, captions: str = "all",
+                   max_two: int = 48, seed: int = 0, step: int | None = None, echo: bool = False) -> dict:
+    """The prior's judged accuracy: `per_caption` samples of each one-object caption and of `max_two`
+    two-object captions (a fixed stride through all 240), one seeded generator, so two checkpoints
+    are compared on the same noise."""
+    g = torch.Generator().manual_seed(seed)
+    groups = {}
+    if captions in ("one", "all"):
+        groups["1_object"] = [caption(s) for s in all_specs(1)]
+    if captions in ("two", "all"):
+        two = [caption(s) for s in all_specs(2)]
+        stride = max(1, len(two) // max_two)
+        groups["2_object"] = two[::stride][:max_two]
+    result = {"step": step, "guidance_scale": cfg.guidance_scale, "ddim_steps": cfg.steps}
+    for name, caps in groups.items():
+        t0 = time.time()
+        all_caps = [c for c in caps for _ in range(per_caption)]
+        images = torch.cat([sample(model, all_caps[i:i + 256], cfg, g) for i in range(0, len(all_caps), 256)])
+        result[name] = judge_samples(judge, images, [parse(c) for c in all_caps]) | {"sample_s": round(time.time() - t0, 1)}
+        if echo:
+            print(name, result[name], flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     from generators.toyworld.export import load_run
     from generators.toyworld.judge import load_judge
@@ -92,22 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    cfg = SampleConfig(steps=args.steps, guidance_scale=args.guidance)
-    g = torch.Generator().manual_seed(args.seed)
-    groups = {}
-    if args.captions in ("one", "all"):
-        groups["1_object"] = [caption(s) for s in all_specs(1)]
-    if args.captions in ("two", "all"):
-        two = [caption(s) for s in all_specs(2)]
-        stride = max(1, len(two) // args.max_two)
-        groups["2_object"] = two[::stride][: args.max_two]
-    result = {"step": ck["step"], "guidance_scale": cfg.guidance_scale, "ddim_steps": cfg.steps}
-    for name, caps in groups.items():
-        t0 = time.time()
-        all_caps = [c for c in caps for _ in range(args.per_caption)]
-        images = torch.cat([sample(model, all_caps[i:i + 256], cfg, g) for i in range(0, len(all_caps), 256)])
-        result[name] = judge_samples(judge, images, [parse(c) for c in all_caps]) | {"sample_s": round(time.time() - t0, 1)}
-        print(name, result[name], flush=True)
+    result = evaluate_prior(model, judge, SampleConfig(steps=args.steps, guidance_scale=args.guidance),
+                            per_caption=args.per_caption, captions=args.captions, max_two=args.max_two,
+                            seed=args.seed, step=ck["step"], echo=True)
     if args.out:
         atomic_write_json(args.out, result)
     return 0

@@ -14,6 +14,7 @@ workers than GPUs, workers share GPUs round-robin; without a GPU nothing is set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -47,13 +48,29 @@ def run_local(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings
         return _run_pool(specs, opts, settings, show_progress)
     opts = replace(opts, show_progress=show_progress)
     outcomes: Counter = Counter()
-    with tqdm(total=len(specs), desc=bar_label(opts), unit="run", disable=not show_progress) as bar:
+    with tqdm(total=len(specs), desc=bar_label(opts), unit="run", disable=not show_progress) as bar, \
+            _torch_threads(settings.threads_per_worker):
         for spec in specs:
             bar.set_postfix_str(f"{spec.label} | {spec.category} | {spec.prompt[:30]}", refresh=True)
             outcomes[execute_run(spec, opts)] += 1
             bar.update(1)
             bar.set_postfix(dict(outcomes), refresh=False)
     return dict(outcomes)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    """In-process runs use `threads_per_worker` torch threads when it is set (as pool workers do),
+    and this process gets its own thread count back afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 PARENT_WATCH_S = 1.0  # how often a pool worker checks that its parent is alive (where prctl is missing)
