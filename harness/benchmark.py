@@ -23,7 +23,7 @@ import yaml
 from generators.errors import UserError
 from generators.io import atomic_write_json, atomic_write_text
 from generators.untrusted import safe_load
-from harness.jobs import EXECUTOR_KINDS, Job, RunGroup, job_to_dict, load_job, parse_job
+from harness.jobs import EXECUTOR_KINDS, Job, RunGroup, apply_local_settings, job_to_dict, load_job, parse_job
 from harness.plan import RunSpec, plan_job
 from harness.store import DONE, FAILED, ensure_writable, is_done, move_aside, run_state
 from harness.workloads import DEFAULT_WORKLOAD
@@ -99,10 +99,7 @@ def build_job(s: Settings) -> Job:
         job.executor.kind = s.executor
     if s.max_attempts is not None:
         job.executor.max_attempts = s.max_attempts
-    if s.workers is not None:
-        job.executor.local.workers = s.workers
-    if s.threads is not None:
-        job.executor.local.threads_per_worker = s.threads
+    apply_local_settings(job.executor, "command line", s.workers, s.threads)
     cli = dict(s.overrides)
     if s.steps is not None:
         cli["steps"] = s.steps

@@ -61,6 +61,14 @@ def _all_overrides(args) -> list[str]:
     return out
 
 
+def _local_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """--workers / --threads: the local executor's parallelism, e.g. one worker of one thread while a
+    training shares the CPU."""
+    p.add_argument("--workers", type=int, help="local executor: runs at once (default: the job file's, else 1)")
+    p.add_argument("--threads", type=int,
+                   help="local executor: torch threads of each run (default: the job file's, else cores / workers)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -81,9 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, help="override the optimisation steps of every run (a new run id)")
     _override_arguments(b, "a config field of every run", "guidance.guidance_scale=50")
     b.add_argument("--max-attempts", type=int, help="failures before a run is given up (default 3)")
-    b.add_argument("--workers", type=int, help="local executor: runs at once (default: the job file's, else 1)")
-    b.add_argument("--threads", type=int,
-                   help="local executor: torch threads of each run (default: the job file's, else cores / workers)")
+    _local_executor_arguments(b)
     b.add_argument("--results", type=path_argument, default=Path("results"), help="results folder (default results/)")
     b.add_argument("--force", action="store_true",
                    help="re-run finished runs (the old directories are moved aside, never deleted)")
@@ -123,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--results", type=path_argument, default=Path("results"), help="results folder (default results/)")
     e.add_argument("--executor", help="local | ray | slurm (default: the job's executor)")
     e.add_argument("--no-wait", action="store_true", help="slurm: submit and return (eval again to see the scores)")
+    _local_executor_arguments(e)
     e.add_argument("--workload", default=None, help=argparse.SUPPRESS)  # tests: module:function per run
 
     r = sub.add_parser("report", help="scores.parquet, report.md/.html, figures and grids of a job",
@@ -240,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return evaluate_job(args.job, args.results, models=args.models, stages=args.stages,
                                 device=args.device, overrides=_all_overrides(args), force=args.force,
-                                executor=args.executor, wait=not args.no_wait,
+                                executor=args.executor, workers=args.workers, threads=args.threads,
+                                wait=not args.no_wait,
                                 workload=args.workload or EVAL_WORKLOAD)
         if args.command == "report":
             from harness.report import main as report

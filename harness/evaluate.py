@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generators.errors import UserError
-from harness.jobs import EXECUTOR_KINDS, Job
+from harness.jobs import EXECUTOR_KINDS, Job, apply_local_settings
 from harness.plan import RunSpec
 from harness.workloads import EVAL_WORKLOAD
 
@@ -147,7 +147,8 @@ def _check_judge(ev) -> None:
 
 def evaluate_job(job: str, results: Path, *, models: str = "t3bench", stages: str | None = None,
                  device: str | None = None, overrides: list[str] | None = None, force: bool = False,
-                 executor: str | None = None, wait: bool = True, workload: str = EVAL_WORKLOAD) -> int:
+                 executor: str | None = None, workers: int | None = None, threads: int | None = None,
+                 wait: bool = True, workload: str = EVAL_WORKLOAD) -> int:
     """Plan, score through the executor, summarise; returns the exit code (0: every generated run
     scored). Every user error is raised before anything is written or submitted."""
     from harness.executors import run_specs
@@ -163,6 +164,7 @@ def evaluate_job(job: str, results: Path, *, models: str = "t3bench", stages: st
         if executor not in EXECUTOR_KINDS:
             raise UserError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTOR_KINDS)}")
         settings.kind = executor
+    apply_local_settings(settings, "command line", workers, threads)
     ev = EvalOptions(models=models, stages=parse_stages(stages, models), device=device, overrides=tuple(overrides or ()),
                      force_before=started if force else None)
     plan = plan_eval(specs, results, ev)  # also checks the metric set and the --set overrides

@@ -241,6 +241,17 @@ def _check_executor_domains(ex: ExecutorSettings, where: str) -> None:
                                f"got {brief(value)}")
 
 
+def apply_local_settings(ex: ExecutorSettings, where: str, workers: Optional[int] = None,
+                         threads: Optional[int] = None) -> ExecutorSettings:
+    """--workers / --threads from a command line applied to a job's executor, checked like the file's."""
+    if workers is not None:
+        ex.local.workers = workers
+    if threads is not None:
+        ex.local.threads_per_worker = threads
+    _check_executor_domains(ex, where)
+    return ex
+
+
 def _validate(job: Job, where: str) -> Job:
     check_job_name(job.name, f"{where}: key 'name'")
     if job.limit is not None and job.limit < 1:

@@ -208,6 +208,8 @@ def test_bad_eval_input_exits_2_and_writes_nothing(tmp_path, capsys):
     for extra, needle in ((["--stages", "quality,beauty"], "unknown stage(s) beauty"),
                           (["--executor", "cloud"], "unknown executor 'cloud'"),
                           (["--set", "quality.widht=12"], "widht"),
+                          (["--workers", "0"], "executor.local.workers"),
+                          (["--threads", "0"], "executor.local.threads_per_worker"),
                           (["--models", "no-such-set"], "no-such-set")):
         assert main([*common, *extra]) == 2, extra
         err = capsys.readouterr().err
