@@ -38,6 +38,7 @@ ATTEMPTS_FILE = "attempts.json"
 STAGES = ("quality", "alignment", "clip")  # the T3Bench stages
 TOYBENCH = "toybench"  # the ToyBench stage (metrics/toybench.py)
 TOYBENCH_VIEWS_FILE = "toybench_views.png"  # = metrics.evaluate.TOYBENCH_VIEWS: the 16 judged views
+TOYBENCH_VIEWS_LARGE_FILE = "toybench_views_large.png"  # = metrics.evaluate.TOYBENCH_VIEWS_LARGE: the same, larger
 TOY_MODEL_SET = "toy"  # the generator model set ToyBench scores
 # the numbers of a toybench record (and of its "reference"), in table order
 TOYBENCH_NUMBERS = ("alignment", "consistency", "janus", "quality", "colour_set", "shape_set", "count")
@@ -57,6 +58,7 @@ CORRUPT, MISSING, FAILED, RUNNING, STOPPED, UNSCORED, PARTIAL, SCORED = (
 REDRAW_ADVICE = {  # what to do about an unreadable picture, per file
     RUN_FILES["grid"]: "rerun the run with `harness benchmark --force` to draw it again",
     TOYBENCH_VIEWS_FILE: "delete it and rerun `harness eval --force --stages toybench` to draw it again",
+    TOYBENCH_VIEWS_LARGE_FILE: "delete it and rerun `harness eval --force --stages toybench` to draw it again",
 }
 
 
@@ -250,7 +252,7 @@ def _toybench_columns(rec: Any, run_dir: Path, problems: list) -> dict:
     out.update({f"toybench_ctl_{control_slug(c)}_{k}": None for c in TOYBENCH_CONTROLS for k in TOYBENCH_CONTROL_NUMBERS})
     out.update({"toybench_view_sets": None, "toybench_num_views": None, "toybench_model_set": None,
                 "toybench_judge": None, "toybench_settings": None, "toybench_eval_s": None,
-                "toybench_views_png": None})
+                "toybench_views_png": None, "toybench_views_large_png": None})
     if not isinstance(rec, dict):
         out["toybench_status"], out["toybench_reason"] = "missing", "not scored"
         return out
@@ -283,6 +285,7 @@ def _toybench_columns(rec: Any, run_dir: Path, problems: list) -> dict:
     out["toybench_settings"] = json.dumps(settings, sort_keys=True, default=str) if settings else None
     out["toybench_eval_s"] = sum(v for v in _mapping(rec.get("timing")).values() if isinstance(v, (int, float))) or None
     out["toybench_views_png"] = readable_picture(run_dir / TOYBENCH_VIEWS_FILE, problems)
+    out["toybench_views_large_png"] = readable_picture(run_dir / TOYBENCH_VIEWS_LARGE_FILE, problems)
     return out
 
 

@@ -9,6 +9,7 @@ ToyBench grids (toybench-<category>-<index>-seed<seed>.png) stack each method's 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -110,7 +111,7 @@ def prompt_grids(rows: list[dict], labels: list[str], out_dir: Path) -> list[dic
     return written
 
 
-TOY_ROW_HEIGHT = 128  # px of each method's ToyBench views (the 32 px views, scaled up without smoothing)
+TOY_ROW_HEIGHT = 128  # least px of each method's ToyBench views (the 32 px views, scaled up without smoothing)
 TOY_LABEL_WIDTH = 210  # px of the label column left of each row
 TOY_TITLE_HEIGHT = 16  # px of the prompt line above the rows
 GROUND_TRUTH_LABEL = "ground truth"
@@ -129,9 +130,12 @@ def _toy_label(r: Optional[dict]) -> list[str]:
             f"modal: {r.get('toybench_modal_set') or 'none'}"]
 
 
-def ground_truth_views_png(prompt: str, settings_json: Optional[str]) -> tuple[Optional[Image.Image], str]:
+@functools.lru_cache(maxsize=64)  # a caption's truth is the same for each seed of a report's grids
+def ground_truth_views_png(prompt: str, settings_json: Optional[str],
+                           size: Optional[int] = None) -> tuple[Optional[Image.Image], str]:
     """The ToyWorld sample of the caption the reference numbers were scored on, from the run's
-    ToyBench cameras, laid out like toybench_views.png; (None, why) when it cannot be drawn."""
+    ToyBench cameras (at `size` px instead of the scored size when given), laid out like
+    toybench_views.png; (None, why) when it cannot be drawn."""
     if not settings_json:
         return None, "no toybench settings recorded"
     try:
@@ -146,11 +150,21 @@ def ground_truth_views_png(prompt: str, settings_json: Optional[str]) -> tuple[O
         settings = json.loads(settings_json)
         known = {f.name for f in dataclasses.fields(ToyBenchConfig)}
         cfg = ToyBenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known})
+        if size:
+            cfg = dataclasses.replace(cfg, size=size)
         views = ground_truth_views(prompt, toybench_cameras(cfg), seed=cfg.reference_seed)  # the scored sample
         frames = (views.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         return Image.fromarray(image_grid(frames, cfg.num_azimuths)), ""
     except Exception as e:  # a picture, not a number: the report goes on without it
         return None, f"not drawn: {type(e).__name__}: {e}"
+
+
+def _elevations(settings_json: Optional[str]) -> int:
+    """Rows of a views PNG: the recorded ToyBench settings' elevations (the default's 2 if unreadable)."""
+    try:
+        return max(1, len(json.loads(settings_json)["elevations_deg"]))
+    except (TypeError, ValueError, KeyError):
+        return 2
 
 
 def toybench_grids(rows: list[dict], labels: list[str], out_dir: Path, ground_truth: bool = True) -> list[dict]:
@@ -165,15 +179,18 @@ def toybench_grids(rows: list[dict], labels: list[str], out_dir: Path, ground_tr
         if not any(r.get("toybench_views_png") for r in cell.values()):
             continue
         images = {}
-        for label in labels:
-            png = (cell.get(label) or {}).get("toybench_views_png")
+        for label in labels:  # the views drawn larger for people where the run has them, else the judged ones
+            row = cell.get(label) or {}
+            png = row.get("toybench_views_large_png") or row.get("toybench_views_png")
             if png:
                 images[label] = Image.open(png).convert("RGB")
+        settings = next((r.get("toybench_settings") for r in cell.values() if r.get("toybench_settings")), None)
+        view_px = max((im.height for im in images.values()), default=0) // _elevations(settings) or None
         names = list(labels)
         texts = {label: _toy_label(cell.get(label)) for label in labels}
         if ground_truth:
-            settings = next((r.get("toybench_settings") for r in cell.values() if r.get("toybench_settings")), None)
-            truth, why = ground_truth_views_png(prompt, settings)
+            truth, why = ground_truth_views_png(prompt, settings, view_px)
+            truth = truth.copy() if truth is not None else None  # the cached picture stays unchanged
             ref = next((r for r in cell.values() if r.get("toybench_ref_alignment") is not None), None)
             names.append(GROUND_TRUTH_LABEL)
             if truth is None:

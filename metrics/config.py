@@ -129,6 +129,9 @@ class ToyBenchConfig:
     # that show the caption, quality = colour-area error capped at 1 per view (1: the v1 metrics, uncapped)
     metric_version: int = 2
     render_batch: int = 16
+    # px of toybench_views_large.png: the same cameras rendered larger for people (report grids). Not
+    # scored: the judge sees `size` px, the prior's own resolution. 0: not drawn
+    display_size: int = 96
 
 
 @dataclass

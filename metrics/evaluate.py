@@ -78,7 +78,7 @@ STATE_DONE = "done"
 STATE_NOT_AVAILABLE = "not-available"
 STATE_FAILED = "failed"
 # settings that change speed or memory, never a number: ignored when comparing settings
-NON_RESULT_KEYS = ("render_batch", "score_batch")
+NON_RESULT_KEYS = ("render_batch", "score_batch", "display_size")  # how, not what, is computed or drawn
 
 
 class RunNotReady(UserError):
@@ -237,7 +237,7 @@ def _stage_toybench(gaussians, prompt: str, cfg: EvalConfig, models, run_dir: Pa
     if models.toybench is None:
         raise UserError("toybench models are not loaded: load_metric_models(..., stages including 'toybench')")
     return evaluate_toybench(gaussians, prompt, cfg.toybench, cfg.render, models.toybench,
-                             images_out=run_dir / TOYBENCH_VIEWS)
+                             images_out=run_dir / TOYBENCH_VIEWS, display_out=run_dir / TOYBENCH_VIEWS_LARGE)
 
 
 _STAGE_FUNCS: dict[str, Callable] = {"quality": _stage_quality, "alignment": _stage_alignment, "clip": _stage_clip,
@@ -246,6 +246,7 @@ _STAGE_FUNCS: dict[str, Callable] = {"quality": _stage_quality, "alignment": _st
 # world scale. The T3Bench stages look at it normalised into T3Bench's frame (metrics.normalize).
 WORLD_FRAME_STAGES = ("toybench",)
 TOYBENCH_VIEWS = "toybench_views.png"  # the judged views, one row per elevation
+TOYBENCH_VIEWS_LARGE = "toybench_views_large.png"  # the same cameras at ToyBenchConfig.display_size, for people
 
 
 # ----------------------------------------------------------------------------------------------

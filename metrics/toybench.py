@@ -34,6 +34,7 @@ another caption's true scene, the true scene fitted as Gaussians), which every m
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -224,8 +225,9 @@ def check_caption(caption: str) -> None:
 
 
 def evaluate_toybench(gaussians, caption: str, cfg, render_cfg, models: ToyBenchModels,
-                      images_out: Optional[Path] = None) -> dict:
-    """The ToyBench stage of one run: its views' numbers and the ground truth's from the same cameras."""
+                      images_out: Optional[Path] = None, display_out: Optional[Path] = None) -> dict:
+    """The ToyBench stage of one run: its views' numbers and the ground truth's from the same cameras.
+    images_out: the judged views as a PNG; display_out: the same cameras at `cfg.display_size` px."""
     from metrics.cameras import render_views
 
     check_caption(caption)
@@ -246,7 +248,16 @@ def evaluate_toybench(gaussians, caption: str, cfg, render_cfg, models: ToyBench
     result.update(score=result["alignment"], num_views=len(cams), reference=reference, model=models.info,
                   timing={"render_s": render_s, "score_s": time.perf_counter() - t})
     if images_out is not None:
-        from generators.outputs import image_grid, write_png
-
-        write_png(images_out, image_grid(views, cfg.num_azimuths))
+        _write_views_png(images_out, views, cfg)
+    if display_out is not None and cfg.display_size:
+        large = toybench_cameras(dataclasses.replace(cfg, size=cfg.display_size))
+        _write_views_png(display_out, render_views(gaussians, large, render_cfg, tuple(cfg.background),
+                                                   cfg.render_batch), cfg)
     return result
+
+
+def _write_views_png(path: Path, views, cfg) -> None:
+    """uint8 views [V, H, W, 3] as one PNG, a row per elevation."""
+    from generators.outputs import image_grid, write_png
+
+    write_png(path, image_grid(views, cfg.num_azimuths))

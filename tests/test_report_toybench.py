@@ -198,10 +198,10 @@ def test_another_baseline_and_a_missing_one(toyjob):
 
 
 def test_views_file_name_matches_the_metric():
-    from harness.report_collect import TOYBENCH_VIEWS_FILE
-    from metrics.evaluate import TOYBENCH_VIEWS
+    from harness.report_collect import TOYBENCH_VIEWS_FILE, TOYBENCH_VIEWS_LARGE_FILE
+    from metrics.evaluate import TOYBENCH_VIEWS, TOYBENCH_VIEWS_LARGE
 
-    assert TOYBENCH_VIEWS_FILE == TOYBENCH_VIEWS
+    assert (TOYBENCH_VIEWS_FILE, TOYBENCH_VIEWS_LARGE_FILE) == (TOYBENCH_VIEWS, TOYBENCH_VIEWS_LARGE)
 
 
 def _add_controls(results: Path, empty_consistency: float) -> None:
@@ -252,3 +252,21 @@ def test_grid_labels_are_drawable_by_the_default_font():
     assert all(line.isascii() for line in lines), lines
     assert "janus n/a (never shows the caption)" in lines and "modal: none" in lines
     assert all(len(line) <= 35 for line in lines)  # the label column's width in characters
+
+
+def test_grids_show_the_large_views_where_runs_have_them_and_the_truth_at_their_size(toyjob):
+    results, specs = toyjob
+    for spec in specs:
+        d = spec.run_dir(results)
+        if spec.method == "sds" and d.is_dir():
+            Image.fromarray(np.full((2 * 96, 8 * 96, 3), 150, np.uint8)).save(d / "toybench_views_large.png")
+    paths = build_report("toy", specs, results)
+    grid = Image.open(next(p for p in paths["toybench_grids"] if "two-objects-019" in p.name))
+    assert grid.size == (210 + 768, 16 + 3 * 192)  # rows as tall as the large views
+    px = np.asarray(grid)
+    assert (px[16 + 10, 300] == 150).all()  # sds: its large views, not the judged ones (90)
+    truth = px[16 + 2 * 192:, 210:]
+    assert len(set(map(tuple, truth.reshape(-1, 3)))) > 10
+    # drawn at the large views' 96 px: it fills its row (the 32 px truth, scaled by 2, would end at 128)
+    assert (truth[188, :768] == 89).mean() > 0.5  # the world's grey background (0.35), not the grid's white
+    assert not (truth[:, :768:96] == 255).all(axis=-1).any()

@@ -135,3 +135,36 @@ def test_a_short_sds_run_on_a_red_cube_is_recognised_from_most_views(tmp_path):
     assert record["modal_set"] == "red cube"
     assert record["alignment"] >= 0.75, record["view_sets"]
     assert (tmp_path / "run" / "toybench_views.png").is_file()
+
+
+def test_the_large_views_are_the_judged_views_drawn_larger_and_change_no_score(models, tmp_path):
+    """toybench_views_large.png: the same cameras at display_size px (for the report's grids);
+    display_size is not a scoring setting, so changing it re-scores nothing."""
+    from dataclasses import replace
+
+    import numpy as np
+    from PIL import Image
+
+    from generators.config import RenderConfig
+    from metrics.config import EvalConfig
+    from metrics.evaluate import stage_settings
+    from metrics.toybench import evaluate_toybench
+    from metrics.toybench_controls import ControlConfig, initial_ball
+
+    ball = initial_ball(replace(ControlConfig(), ball_opacity=0.9))  # random colours: every view differs
+    cfg = replace(ToyBenchConfig(), num_azimuths=4, controls=False, display_size=96)
+    judged, large = tmp_path / "judged.png", tmp_path / "large.png"
+    evaluate_toybench(ball, "a red cube", cfg, RenderConfig(), models, images_out=judged, display_out=large)
+    small = np.asarray(Image.open(judged), np.float32) / 255
+    big = np.asarray(Image.open(large), np.float32) / 255
+    assert small.shape == (2 * 32, 4 * 32, 3) and big.shape == (2 * 96, 4 * 96, 3)
+    shrunk = big.reshape(64, 3, 128, 3, 3).mean(axis=(1, 3))  # 3x3 pixel blocks -> the judged size
+    assert np.abs(shrunk - small).mean() < 0.03
+    assert np.abs(shrunk - np.roll(small, 32, axis=1)).mean() > 2 * np.abs(shrunk - small).mean()  # views differ
+    (tmp_path / "none.png").unlink(missing_ok=True)
+    evaluate_toybench(ball, "a red cube", replace(cfg, display_size=0), RenderConfig(), models,
+                      display_out=tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+    a, b = EvalConfig(), EvalConfig()
+    b.toybench = replace(b.toybench, display_size=128)
+    assert stage_settings(a, "toybench") == stage_settings(b, "toybench")
