@@ -100,7 +100,15 @@ def _job(tmp_path: Path, prompts: dict, models: str, record) -> tuple[Path, list
 
 @pytest.fixture(scope="module")
 def toy_job(tmp_path_factory) -> tuple[Path, list[RunSpec]]:
-    return _job(tmp_path_factory.mktemp("toy"), TOY_PROMPTS, "toy", _toybench_record)
+    from PIL import Image
+
+    results, specs = _job(tmp_path_factory.mktemp("toy"), TOY_PROMPTS, "toy", _toybench_record)
+    for spec in specs:  # the judged views; drawn larger too for the first method's runs only
+        d = spec.run_dir(results)
+        Image.new("RGB", (8 * 32, 2 * 32), (90, 90, 90)).save(d / "toybench_views.png")
+        if spec.method == METHODS[0]:
+            Image.new("RGB", (8 * 96, 2 * 96), (90, 90, 90)).save(d / "toybench_views_large.png")
+    return results, specs
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +150,10 @@ def test_prompt_page_has_every_method_with_video_viewer_and_numbers(toy_report):
     assert len(splats) == 2
     assert (toy_report / "assets" / "gsplat.js").is_file() and (toy_report / "assets" / "gsplat-LICENSE.txt").is_file()
     assert "ToyBench alignment %" in html and "judged set per view" in html
+    judged = re.findall(r'<img class="judged" src="\.\./([^"]+)"', html)
+    assert [Path(j).name for j in judged] == ["toybench_views_large.png", "toybench_views.png"]  # METHODS order
+    assert all((toy_report / j).is_file() for j in judged)
+    assert html.count("as the judge saw them") == 1
 
 
 def test_splat_script_holds_the_ply_bytes(toy_report):

@@ -145,8 +145,10 @@ def _write_media(pages: list[PromptPage], out: Path, cfg: BrowserConfig) -> None
                 except (OSError, ValueError) as e:
                     name, note = None, f"unreadable gaussians.ply ({type(e).__name__}: {e})"
                 v.splat, v.splat_note = (f"splats/{name}" if name else None), note
-                if v.row.get("toybench_views_png"):  # shown where it lies, as the run's own video
-                    v.judged_views = Path(os.path.relpath(v.row["toybench_views_png"], out)).as_posix()
+                for key, attr in (("toybench_views_png", "judged_views"),
+                                  ("toybench_views_large_png", "judged_views_large")):
+                    if v.row.get(key):  # shown where it lies, as the run's own video
+                        setattr(v, attr, Path(os.path.relpath(v.row[key], out)).as_posix())
 
 
 def _prompt_list(pages: list[PromptPage], labels: list[str], metric) -> dict:

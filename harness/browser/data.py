@@ -145,6 +145,7 @@ class RunView:
     splat: Optional[str] = None
     splat_note: str = ""
     judged_views: Optional[str] = None  # toybench_views.png, path relative to the report folder
+    judged_views_large: Optional[str] = None  # toybench_views_large.png: the same cameras drawn larger
     background: tuple = (0, 0, 0)  # the run's views.background, 0..255: the viewer draws on it too
 
     @property
