@@ -95,7 +95,7 @@ def checkpoint_step(run: Path) -> int | None:
     path = run / CHECKPOINT
     if not path.is_file():
         return None
-    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])  # mmap: reads no weights
 
 
 def evaluate_checkpoint(run: Path, judge_dir: Path, cfg: SampleConfig, per_caption: int, max_two: int) -> dict:
