@@ -36,6 +36,9 @@ def test_tuning_and_control_jobs_plan_what_they_say():
     assert {s.method for s in dev_a} == {"anchords-ipa-finetune"} and {s.prompt for s in dev_a} == {s.prompt for s in dev}
     assert sorted({s.overrides["guidance"]["guidance_scale"] for s in dev_a}) == [3.0, 7.5, 15.0, 30.0]
     control = plan_job(load_job(jobs / "toybench-control.yaml"))
-    assert len(control) == 5 * 40 * 3 and {s.prompt for s in control} == test_prompts
+    assert len(control) == 6 * 40 * 3 and {s.prompt for s in control} == test_prompts
     assert {s.label for s in control} == {"sds", "sds-cfg-tuned", "anchords-ipa", "anchords-ipa-filter",
-                                          "anchords-ipa-finetune"}
+                                          "anchords-ipa-finetune", "anchords-ipa-finetune-cfg-tuned"}
+    tuned = {s.label: (s.method, s.overrides["guidance"]["guidance_scale"]) for s in control if "tuned" in s.label}
+    assert tuned["sds-cfg-tuned"][0] == "sds" and tuned["anchords-ipa-finetune-cfg-tuned"][0] == "anchords-ipa-finetune"
+    assert {cfg for _, cfg in tuned.values()} <= {3.0, 7.5, 15.0, 30.0}  # each side's pick from its own sweep
