@@ -23,7 +23,10 @@ from torch import Tensor
 
 from generators.errors import MissingWeightsError, UserError
 from generators.models.codec import LatentCodec, PixelUnshuffleCodec, VaeCodec
+from generators.models.diffusers_logging import quiet_empty_fp32_warning
 from generators.models.spec import COMPONENTS, FETCH_ON_REQUEST, SETS_DIR, ComponentSpec, ModelSetSpec, load_set_spec
+
+quiet_empty_fp32_warning()
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 

@@ -22,7 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from generators.models.diffusers_logging import quiet_empty_fp32_warning
 from generators.toyworld.config import PriorNetConfig
+
+quiet_empty_fp32_warning()  # the adapter is loaded through diffusers' IP-Adapter loader
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
