@@ -19,6 +19,9 @@ EXECUTOR ?=
 LIMIT ?=
 STEPS ?=
 JOB ?=
+# WORKERS / THREADS: the local executor's runs at once and torch threads per run (benchmark, eval)
+WORKERS ?=
+THREADS ?=
 # SET="a.b=c d.e=f": config overrides for benchmark / eval; it reaches python through the
 # environment (HARNESS_SET, expanded by the shell inside double quotes), never spliced into a line
 SET ?=
@@ -40,7 +43,7 @@ EVAL_SOURCE ?=
 
 # Recipes read these from the environment, quoted ("$$VAR", or $${VAR:+--flag "$$VAR"} when optional):
 # a value is one argument to python, never shell source (a ' or ; in a prompt path stays text).
-export METHOD MODELS PROMPTS SEEDS EXECUTOR LIMIT STEPS JOB RESULTS OUT EVAL_MODELS
+export METHOD MODELS PROMPTS SEEDS EXECUTOR LIMIT STEPS JOB RESULTS OUT EVAL_MODELS WORKERS THREADS
 export JUDGE_URL JUDGE_MODEL JUDGE_KEY_ENV JUDGE_TEMPLATES EVAL_SOURCE
 
 .PHONY: plan help install demo benchmark status eval report test test-fast perf weights weights-eval methods toyworld-train clean-demo gsplat gpu-check
@@ -50,7 +53,7 @@ help:
 	@echo "make demo SMOKE=1   the tiny-model smoke job instead (whole real-model pipeline, random weights)"
 	@echo "make benchmark METHOD=anchords-ipa-finetune   one method over the 300 T3Bench prompts"
 	@echo "make benchmark JOB=jobs/paper-table1.yaml EXECUTOR=slurm   a job file (several methods)"
-	@echo "               variables: PROMPTS SEEDS=0,1,2 MODELS EXECUTOR=local|ray|slurm LIMIT STEPS RESULTS"
+	@echo "               variables: PROMPTS SEEDS=0,1,2 MODELS EXECUTOR=local|ray|slurm LIMIT STEPS RESULTS WORKERS THREADS"
 	@echo "               SET=\"a.b=c d.e=f\" (config overrides, also for eval) RETRY_FAILED=1"
 	@echo "make plan JOB=jobs/paper-table1.yaml   GPU-hours of a job (measured step times, else a FLOP lower bound)"
 	@echo "make status [JOB=paper-table1]   done / running / failed / pending per method and category"
@@ -85,6 +88,7 @@ benchmark: $(STAMP)
 	$(PY) -m harness benchmark $${JOB:+--job "$$JOB"} $${METHOD:+--method "$$METHOD"} \
 		$${PROMPTS:+--prompts "$$PROMPTS"} $${SEEDS:+--seeds "$$SEEDS"} $${MODELS:+--models "$$MODELS"} \
 		$${EXECUTOR:+--executor "$$EXECUTOR"} $${LIMIT:+--limit "$$LIMIT"} $${STEPS:+--steps "$$STEPS"} \
+		$${WORKERS:+--workers "$$WORKERS"} $${THREADS:+--threads "$$THREADS"} \
 		--results "$$RESULTS" $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run) \
 		$${HARNESS_SET:+--sets "$$HARNESS_SET"} $(if $(RETRY_FAILED),--retry-failed)
 
@@ -107,6 +111,7 @@ eval: $(STAMP)
 		$${JUDGE_TEMPLATES:+--set "alignment.judge.templates=$$JUDGE_TEMPLATES"} \
 		$${EVAL_SOURCE:+--set "source=$$EVAL_SOURCE"} \
 		$${EXECUTOR:+--executor "$$EXECUTOR"} $(if $(FORCE),--force) \
+		$${WORKERS:+--workers "$$WORKERS"} $${THREADS:+--threads "$$THREADS"} \
 		$${HARNESS_SET:+--sets "$$HARNESS_SET"} $(if $(RETRY_FAILED),--retry-failed)
 
 report: $(STAMP)

@@ -258,7 +258,8 @@ def _make(tmp_path: Path, target: str, **variables) -> list[str]:
 @pytest.mark.parametrize("target,variable", [
     ("benchmark", "PROMPTS"), ("benchmark", "METHOD"), ("benchmark", "JOB"), ("benchmark", "MODELS"),
     ("benchmark", "SEEDS"), ("benchmark", "EXECUTOR"), ("benchmark", "LIMIT"), ("benchmark", "STEPS"),
-    ("benchmark", "RESULTS"), ("status", "JOB"), ("eval", "JOB"), ("eval", "EVAL_MODELS"), ("report", "JOB"),
+    ("benchmark", "RESULTS"), ("benchmark", "WORKERS"), ("benchmark", "THREADS"), ("status", "JOB"),
+    ("eval", "JOB"), ("eval", "EVAL_MODELS"), ("eval", "WORKERS"), ("eval", "THREADS"), ("report", "JOB"),
     ("demo", "OUT"), ("demo", "PROMPTS"), ("demo", "METHOD"), ("demo", "MODELS"), ("demo", "STEPS"),
     ("weights", "MODELS"), ("weights-eval", "EVAL_MODELS"),
 ])
