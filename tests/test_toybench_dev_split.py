@@ -1,5 +1,7 @@
 """The ToyBench development split shares no caption and no object set with the test suite."""
 
+from pathlib import Path
+
 from prompts.suites import load_suite
 
 
@@ -42,3 +44,29 @@ def test_tuning_and_control_jobs_plan_what_they_say():
     tuned = {s.label: (s.method, s.overrides["guidance"]["guidance_scale"]) for s in control if "tuned" in s.label}
     assert tuned["sds-cfg-tuned"][0] == "sds" and tuned["anchords-ipa-finetune-cfg-tuned"][0] == "anchords-ipa-finetune"
     assert {cfg for _, cfg in tuned.values()} <= {3.0, 7.5, 15.0, 30.0}  # each side's pick from its own sweep
+
+
+def test_each_tuned_cfg_is_its_dev_sweeps_pick_on_the_committed_scores():
+    """The rule of the dev jobs (highest mean dev alignment over every run, ties: the lower CFG),
+    applied to their committed scores, gives the control job's tuned CFG of each side: a sweep
+    rerun with more seeds that changes its pick fails here until the control follows it."""
+    import pandas as pd
+
+    from harness.jobs import load_job
+    from harness.plan import plan_job
+
+    root = Path(__file__).resolve().parents[1]
+    control = {s.label: s.overrides["guidance"]["guidance_scale"]
+               for s in plan_job(load_job(root / "jobs" / "toybench-control.yaml")) if "tuned" in s.label}
+    for job, tuned_label in (("toybench-dev-cfg", "sds-cfg-tuned"),
+                             ("toybench-dev-cfg-anchords", "anchords-ipa-finetune-cfg-tuned")):
+        plan = plan_job(load_job(root / "jobs" / f"{job}.yaml"))
+        cfg_of = {s.label: s.overrides["guidance"]["guidance_scale"] for s in plan
+                  if set(s.overrides) == {"guidance"}}  # CFG-only groups (not the init-opacity one)
+        scores = pd.read_parquet(root / "results" / job / "scores.parquet")
+        scores = scores[scores["label"].isin(list(cfg_of))]
+        per_label = scores.groupby("label")["toybench_alignment"].agg(["mean", "count"])
+        planned = pd.Series([s.label for s in plan if s.label in cfg_of]).value_counts()
+        assert (per_label["count"] == planned.reindex(per_label.index)).all(), f"{job}: scores incomplete"
+        best = max(cfg_of, key=lambda lb: (round(per_label.loc[lb, "mean"], 9), -cfg_of[lb]))
+        assert control[tuned_label] == cfg_of[best], (job, per_label)
