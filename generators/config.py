@@ -353,6 +353,9 @@ class RunConfig:
     prompt: str = ""
     seed: int = 0
     models: str = "sd21"  # model set name (generators/models/sets/<name>.yaml) or a yaml path
+    # the set's `version` when it pins its local weights (generators/models/fingerprint.py), filled
+    # in from the set by resolve_run_config: a new version of the weights makes new run ids
+    models_version: str = ""
     steps: int = 1200
     checkpoint_every: int = 100
     log_every: int = 1
@@ -622,9 +625,16 @@ def config_to_dict(cfg: Any) -> dict:
 UNHASHED_FIELDS = ("steps", "checkpoint_every", "log_every", "device")
 
 
+def hashed_settings(d: dict) -> dict:
+    """The entries of `config_to_dict(cfg)` that a run's hash covers. An empty `models_version`
+    (a set that pins no version) is left out, so the ids of runs made before versions existed
+    stay what they were."""
+    return {k: v for k, v in d.items() if k not in UNHASHED_FIELDS and not (k == "models_version" and not v)}
+
+
 def config_hash_of_dict(d: dict) -> str:
     """16 hex of the sha256 of the result-changing settings of `config_to_dict(cfg)`."""
-    hashed = {k: v for k, v in d.items() if k not in UNHASHED_FIELDS}
+    hashed = hashed_settings(d)
     return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
 
 

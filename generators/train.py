@@ -330,6 +330,16 @@ def train(cfg: RunConfig, models, run_dir: Path, device: torch.device,
     return state
 
 
+def check_models_version(cfg: RunConfig, spec) -> None:
+    """UserError when the config was resolved against another version of the set's weights than
+    the one loaded (generators/models/fingerprint.py): its results would carry the wrong label."""
+    if spec is not None and cfg.models_version != spec.version:
+        raise UserError(
+            f"this run's config names model set {cfg.models!r} at version {cfg.models_version or '(none)'!r}, but "
+            f"{spec.file} is now at version {spec.version or '(none)'!r}: resolve the config again "
+            f"(generators.methods.resolve_run_config) so the run gets the id of the weights it uses")
+
+
 def run_generation(cfg: RunConfig, run_dir: str | Path, *, show_progress: bool = True,
                    stop_after: int | None = None, models=None) -> dict:
     """Run (or resume) one generation in `run_dir`; returns the status dict written to status.json.
@@ -346,9 +356,10 @@ def run_generation(cfg: RunConfig, run_dir: str | Path, *, show_progress: bool =
     if models is None:
         # before anything is written: missing weights (a user error) leave no half-started run behind
         models = load_models(cfg.models, required_components(cfg), device, dtype=precision.weights_dtype)
+    check_models_version(cfg, getattr(models, "spec", None))
     run_dir.mkdir(parents=True, exist_ok=True)
     status: dict = {"state": STATUS_RUNNING, "method": cfg.method, "prompt": cfg.prompt, "seed": cfg.seed,
-                    "models": cfg.models, "steps": cfg.steps, "config_hash": config_hash(cfg),
+                    "models": cfg.models, "models_version": cfg.models_version, "steps": cfg.steps, "config_hash": config_hash(cfg),
                     "device": str(device), "precision": precision.name,
                     "models_resolved": getattr(models, "resolved", {}), **run_provenance()}
     atomic_write_text(run_dir / RUN_FILES["config"], yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

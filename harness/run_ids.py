@@ -15,7 +15,7 @@ import json
 import re
 import unicodedata
 
-from generators.config import UNHASHED_FIELDS, RunConfig, config_hash_of_dict, config_to_dict
+from generators.config import RunConfig, config_hash_of_dict, config_to_dict, hashed_settings
 
 SLUG_MAX = 48
 
@@ -40,7 +40,7 @@ class RunIdTemplate:
     """
 
     def __init__(self, d: dict):
-        hashed = {k: v for k, v in d.items() if k not in UNHASHED_FIELDS}
+        hashed = hashed_settings(d)
         self._keys = sorted(hashed)
         self._parts = {k: f"{json.dumps(k)}: {json.dumps(hashed[k], sort_keys=True)}" for k in self._keys}
         self._steps = d["steps"]

@@ -69,7 +69,7 @@ def check_generation_models(specs) -> None:
     components their methods use (MissingWeightsError naming what to fetch), so a job without
     weights fails once, with exit 2, instead of once per run. Embedded sets are built on demand."""
     from generators.methods import resolve_run_config
-    from generators.models.loader import resolve_component
+    from generators.models.loader import check_weights_pin, resolve_component
     from generators.models.spec import load_set_spec
     from generators.train import required_components
 
@@ -93,18 +93,20 @@ def check_generation_models(specs) -> None:
             if comp is None:
                 raise UserError(f"model set {set_spec.name} ({set_spec.file}) has no '{name}' component")
             resolve_component(set_spec, name, comp, root)
+        check_weights_pin(set_spec)  # weights replaced without a new version: fail before any run
 
 
 def check_metric_models(ev) -> None:
     """Before dispatch, once per eval: the metric model set has the weights of every requested
     stage (MissingWeightsError naming what to fetch). Embedded sets are built on demand."""
-    from metrics.models import MetricModels, load_set_spec, resolve_device
+    from metrics.models import MetricModels, check_weights_pin, load_set_spec, resolve_device
 
     cfg, _ = eval_config(ev)
     spec = load_set_spec(cfg.models)
     if spec.embedded:
         return
-    models = MetricModels(set_name=spec.name, spec=spec, device=resolve_device("cpu"), root=spec.file.parent)
+    check_weights_pin(spec)
+    models = MetricModels(set_name=spec.identity, spec=spec, device=resolve_device("cpu"), root=spec.file.parent)
     sections = {"quality": ("image_reward",), "clip": ("clip",), "toybench": ("toybench",), "alignment": ("captioner",)}
     for stage in ev.stages:
         for name in sections.get(stage, ()):
@@ -162,7 +164,7 @@ def eval_config(ev):
     if hit is not None:
         return hit[0], hit[1]
     cfg = build_config(ev.models, ev.device, list(ev.overrides))
-    return cfg, load_set_spec(cfg.models).name
+    return cfg, load_set_spec(cfg.models).identity
 
 
 def _metric_models_for(ev, cfg, set_name: str, stages: list[str]):

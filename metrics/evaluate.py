@@ -386,7 +386,7 @@ def evaluate_runs(paths: Iterable[str | Path], cfg: EvalConfig, stages: Optional
 
     spec = load_set_spec(cfg.models)
     stages = tuple(stages) if stages is not None else spec.stages
-    set_name = spec.name
+    set_name = spec.identity
     summary: dict = {"scored": [], "up_to_date": [], "skipped": {}, "failed": {}}
     work: list[tuple[Path, list[str]]] = []
     for run_dir in find_run_dirs(paths):

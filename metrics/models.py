@@ -62,7 +62,7 @@ BUILDERS = frozenset({"metrics.models:tiny_root", "metrics.image_reward:build_ti
                       "metrics.clip_score:build_tiny_clip", "metrics.captioner:build_tiny_captioner",
                       "metrics.judges:build_tiny_judge"})
 _TOP_KEYS = {"name", "description", "embedded", "build_seed", "image_reward", "clip", "eval_defaults", "toybench",
-             "stages", *_OPAQUE}
+             "stages", "version", "weights_sha256", *_OPAQUE}
 _COMPONENT_KEYS = {"id", "revision", "subfolder", "path", "fetch_files", "build"}
 _IR_KEYS = _COMPONENT_KEYS | {"checkpoint", "med_config", "tokenizer", "vision", "max_text_length", "reward_mean",
                               "reward_std", "image_mean", "image_std"}
@@ -79,6 +79,16 @@ class MetricSetSpec:
     build_seed: int = 0
     eval_defaults: dict = field(default_factory=dict)
     stages: tuple = ()  # the stages scored when none are named
+    # pins the weights of the set's local folders (generators/models/fingerprint.py)
+    version: str = ""
+    weights_sha256: str = ""
+
+    @property
+    def identity(self) -> str:
+        """The set as metric records name it: `toybench`, or `toybench@<version>`."""
+        from generators.models.fingerprint import identity
+
+        return identity(self.name, self.version)
 
     def section(self, name: str) -> Optional[dict]:
         value = self.raw.get(name)
@@ -149,13 +159,18 @@ def parse_set(data: Any, file: Path) -> MetricSetSpec:
             eval_config_from_dict(eval_defaults)
         except ConfigError as e:
             raise UserError(f"{file}: eval_defaults: {e}") from None
-    spec = MetricSetSpec(name=str(data.get("name", file.stem)), file=file, raw=data,
+    from generators.models.fingerprint import parse_pin
+
+    version, pin = parse_pin(file, data)
+    spec = MetricSetSpec(name=str(data.get("name", file.stem)), file=file, raw=data, version=version, weights_sha256=pin,
                          description=str(data.get("description", "")), embedded=embedded,
                          build_seed=int(data.get("build_seed", 0)), eval_defaults=eval_defaults,
                          stages=tuple(s for s in STAGES if s in stages))
     for _, ref in _builds(spec):
         if ref not in BUILDERS:
             raise UserError(f"{file}: 'build' must be one of the project's builders, got {brief(ref)}")
+    if pin and not _local_paths(spec):
+        raise UserError(f"{file}: 'weights_sha256' pins local folders, but no section has a 'path'")
     return spec
 
 
@@ -195,15 +210,51 @@ def _import(ref: str, file: Path):
         raise UserError(f"{file}: {ref!r} cannot be imported: {e}") from e
 
 
+def _parts(spec: MetricSetSpec) -> list[dict]:
+    """Every section and nested component mapping of the set."""
+    out = []
+    for value in spec.raw.values():
+        if isinstance(value, dict):
+            out += [value] + [v for v in value.values() if isinstance(v, dict)]
+    return out
+
+
+def _local_paths(spec: MetricSetSpec) -> list[str]:
+    return [part["path"] for part in _parts(spec) if isinstance(part.get("path"), str)]
+
+
+def local_folders(spec: MetricSetSpec) -> list[Path]:
+    """The local folders the set's sections name, each once: what `weights_sha256` pins."""
+    root = spec.file.parent
+    if spec.embedded:
+        root_fn, _ = _import(spec.embedded, spec.file)
+        root = Path(root_fn())
+    folders: list[Path] = []
+    for rel in _local_paths(spec):
+        folder = (Path(rel) if Path(rel).is_absolute() else root / rel).resolve()
+        if folder not in folders:
+            folders.append(folder)
+    return folders
+
+
+def check_weights_pin(spec: MetricSetSpec) -> None:
+    """UserError when the set pins its local weights (`weights_sha256`) and they have changed."""
+    if spec.weights_sha256:
+        from generators.models.fingerprint import check_pin
+
+        name = spec.name if spec.file.parent == SETS_DIR else str(spec.file)
+        check_pin(f"metric model set {spec.name}", spec.file, spec.weights_sha256, local_folders(spec),
+                  f"python -m generators.models.fingerprint {name} --metric")
+
+
 def _builds(spec: MetricSetSpec) -> list[tuple[str, str]]:
     """(relative path, builder) of every section or nested component with a `build`."""
     out = []
-    for value in spec.raw.values():
-        for part in [value] + ([v for v in value.values() if isinstance(v, dict)] if isinstance(value, dict) else []):
-            if isinstance(part, dict) and part.get("build"):
-                if not part.get("path") or Path(part["path"]).is_absolute():
-                    raise UserError(f"{spec.file}: a component with 'build' needs a relative 'path'")
-                out.append((part["path"], part["build"]))
+    for part in _parts(spec):
+        if part.get("build"):
+            if not part.get("path") or Path(part["path"]).is_absolute():
+                raise UserError(f"{spec.file}: a component with 'build' needs a relative 'path'")
+            out.append((part["path"], part["build"]))
     return out
 
 
@@ -392,7 +443,8 @@ def load_metric_models(set_name: str | Path, stages: Iterable[str] = ("quality",
     else:
         root = spec.file.parent
     ensure_built(spec, root)
-    models = MetricModels(set_name=spec.name, spec=spec, device=resolve_device(device), root=root)
+    check_weights_pin(spec)
+    models = MetricModels(set_name=spec.identity, spec=spec, device=resolve_device(device), root=root)
     if "quality" in stages:
         _load_image_reward(models)
     if "clip" in stages:

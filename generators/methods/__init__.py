@@ -88,6 +88,7 @@ def resolve_run_config(method: str, *, prompt: str = "", seed: int = 0, models: 
     models = models or m.models
     data = deep_merge(m.config, {"method": method, "prompt": prompt, "seed": seed, "models": models})
     spec = load_set_spec(models)
+    data = deep_merge(data, {"models_version": spec.version})
     data = deep_merge(data, spec.run_defaults or {})
     unknown = sorted(set(spec.method_run_defaults) - set(method_names()))
     if unknown:

@@ -112,6 +112,28 @@ def _embedded_root(spec: ModelSetSpec) -> Path:
     return Path(func())
 
 
+def local_folders(spec: ModelSetSpec) -> list[Path]:
+    """The folders of the set's local (`path:`) components, each once: what `weights_sha256` pins."""
+    root = _embedded_root(spec) if spec.embedded else spec.file.parent
+    folders = []
+    for name in COMPONENTS:
+        comp = spec.component(name)
+        if comp is not None and comp.path is not None:
+            folder = Path(comp.path) if Path(comp.path).is_absolute() else root / comp.path
+            if folder.resolve() not in folders:
+                folders.append(folder.resolve())
+    return folders
+
+
+def check_weights_pin(spec: ModelSetSpec) -> None:
+    """UserError when the set pins its local weights (`weights_sha256`) and they have changed."""
+    from generators.models.fingerprint import check_pin
+
+    name = spec.name if spec.file.parent == SETS_DIR else str(spec.file)
+    check_pin(f"model set {spec.name}", spec.file, spec.weights_sha256, local_folders(spec),
+              f"python -m generators.models.fingerprint {name}")
+
+
 def resolve_component(spec: ModelSetSpec, name: str, comp: ComponentSpec, root: Path) -> tuple[Path, dict]:
     """Local folder of a component (repo root or `path`) and the record of what it resolved to."""
     if comp.path is not None:
@@ -193,6 +215,7 @@ def load_models(
     if dtype is None:
         dtype = _DTYPES[spec.cuda_dtype] if device.type == "cuda" else torch.float32
     root = _embedded_root(spec) if spec.embedded else spec.file.parent
+    check_weights_pin(spec)
 
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer

@@ -20,6 +20,8 @@ A set file looks like this (every key but `base` optional; unknown keys are erro
     run_defaults: {...}                # nested RunConfig overrides suited to this set
     method_run_defaults:               # per method, after run_defaults; a method also takes
       vsd: {...}                       # the entries of the presets it `extends`
+    version: prior-step-12000          # optional, with weights_sha256: pins the weights of the
+    weights_sha256: <64 hex>           #   local folders (generators/models/fingerprint.py)
     embedded: module:function          # optional: returns the folder that relative `path:`s
                                        # resolve against, building it on demand (tiny set); one of
                                        # EMBEDDED_BUILDERS only: a set file names no other code
@@ -95,6 +97,16 @@ class ModelSetSpec:
     method_run_defaults: dict = field(default_factory=dict)  # method name -> RunConfig overrides
     embedded: Optional[str] = None
     description: str = ""
+    # the weights in the set's local folders: generators/models/fingerprint.py
+    version: str = ""
+    weights_sha256: str = ""
+
+    @property
+    def identity(self) -> str:
+        """The set as runs name it: `toy`, or `toy@<version>` (hashed into every run id)."""
+        from generators.models.fingerprint import identity
+
+        return identity(self.name, self.version)
 
     def component(self, name: str) -> Optional[ComponentSpec]:
         if name not in COMPONENTS:
@@ -226,6 +238,12 @@ def parse_set(data: Any, file: Path) -> ModelSetSpec:
         spec.embedded = emb
     if "description" in data:
         spec.description = str(data["description"])
+    from generators.models.fingerprint import parse_pin
+
+    spec.version, spec.weights_sha256 = parse_pin(file, data)
+    if spec.weights_sha256 and not any(spec.component(c) is not None and spec.component(c).path is not None
+                                       for c in COMPONENTS):
+        raise _fail(file, "'weights_sha256' pins local folders, but no component has a 'path'")
     return spec
 
 
