@@ -130,7 +130,10 @@ def cmd_run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from generators.signals import sigterm_as_interrupt
+
     args = parse_args_with_overrides(_parser(), argv)
+    sigterm_as_interrupt()  # `kill`: the run stops resumable and the message below is printed
     try:
         if args.command == "methods":
             return cmd_methods()

@@ -233,8 +233,10 @@ def cmd_status(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from generators.cli import parse_args_with_overrides
+    from generators.signals import sigterm_as_interrupt
 
     args = parse_args_with_overrides(_parser(), argv)
+    sigterm_as_interrupt()  # `kill`: runs stop resumable and the message below is printed
     try:
         if args.command == "benchmark":
             return cmd_benchmark(args)

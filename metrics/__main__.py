@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("set", help="metric model set name or yaml")
     w.add_argument("--dry-run", action="store_true", help="list the files and the total size, fetch nothing")
     args = parser.parse_args(argv)
+    from generators.signals import sigterm_as_interrupt
+
+    sigterm_as_interrupt()  # `kill` ends like Ctrl-C: with the message below
     try:
         if args.cmd == "weights":
             from metrics.models import fetch_weights
@@ -101,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; the stages already scored are kept (metrics.json is written after each): "
+              "run the same command again to score the rest", file=sys.stderr)
+        return 130
     print(json.dumps({k: (len(v) if isinstance(v, (list, dict)) else v) for k, v in summary.items()}))
     return 1 if summary["failed"] or summary["skipped"] else 0
 

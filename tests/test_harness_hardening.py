@@ -117,18 +117,23 @@ def test_sigterm_to_the_parent_ends_the_worker_pool_and_frees_the_run_locks(tmp_
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HARNESS_COUNTER_SLEEP_S": "0.05"}
     parent = subprocess.Popen([sys.executable, "-m", "harness", "benchmark", "--job", str(job), "--results",
                                str(results), "--workload", COUNTER], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert _wait(lambda: all(_worker_pids(d) for d in dirs), 120), "the workers never started"
         workers = set().union(*(_worker_pids(d) for d in dirs))
         assert parent.pid not in workers and len(workers) == 2
         parent.send_signal(signal.SIGTERM)  # the parent only, as systemd or a scheduler would
-        parent.wait(timeout=30)
+        _, err = parent.communicate(timeout=30)
+        # handled like Ctrl-C: the workers are told to stop, the command says how to resume
+        assert parent.returncode == 130 and "run the same command again to resume" in err, err
         assert _wait(lambda: not any(_alive(p) for p in workers), 10), "orphaned workers kept running"
         # a dying process's files close when its last thread has gone (its leader may show as a
         # zombie a moment before): the locks come free right after
         assert _wait(lambda: not any(is_locked(d) for d in dirs), 10), "the run locks stayed held"
-        assert all(json.loads((d / "status.json").read_text())["state"] == "running" for d in dirs)  # resumable
+        states = [json.loads((d / "status.json").read_text())["state"] for d in dirs]
+        assert states == ["running", "running"], states  # the counter's "not done": resumable
+        # stopped mid-way, not run to the end: the last step each worker logged is far from 1000
+        assert all(max(int(ln.split()[1]) for ln in (d / "executions.log").read_text().splitlines()) < 500 for d in dirs)
     finally:
         os.killpg(parent.pid, signal.SIGKILL) if parent.poll() is None else None
         for pid in _worker_pids(dirs[0]) | _worker_pids(dirs[1]):

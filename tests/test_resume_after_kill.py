@@ -77,3 +77,31 @@ def test_a_run_killed_mid_way_and_resumed_is_bit_identical_to_a_straight_run(tmp
     la, lb = pd.read_parquet(straight / "train_log.parquet"), pd.read_parquet(resumed / "train_log.parquet")
     pd.testing.assert_series_equal(la["loss"], lb["loss"])
     assert (straight / "views.png").read_bytes() == (resumed / "views.png").read_bytes()
+
+
+def test_sigterm_stops_a_cli_run_resumable_with_a_message(tmp_path):
+    """`kill PID` (SIGTERM) takes Ctrl-C's path (generators/signals.py): status "stopped", exit 130,
+    the resume hint, and the same command then finishes the run from its checkpoint."""
+    import json
+
+    import yaml
+
+    from tests.test_generation import SMALL
+
+    cfg_file = tmp_path / "small.yaml"
+    cfg_file.write_text(yaml.safe_dump({**SMALL, "checkpoint_every": 1}))
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "generators", "run", "--method", "sds", "--prompt", "a red apple", "--models", "tiny",
+           "--steps", "400", "--out", str(out), "--config", str(cfg_file), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while _checkpoint_step(out) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    text, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "resume" in text, text
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "stopped" and "interrupted" in status["reason"], status
+    stopped_at = _checkpoint_step(out)
+    assert 2 <= stopped_at < 400 and not (out / "gaussians.ply").exists()

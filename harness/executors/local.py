@@ -116,7 +116,11 @@ def gpu_per_worker(workers: int, gpus: list[str]) -> list[str | None]:
 
 def _init_worker(threads: int, parent: int, gpu_slots=None) -> None:
     """A pool worker: ends with its parent, its own GPU (one slot taken from the queue), torch
-    threads, no loading bars (several workers would garble them)."""
+    threads, no loading bars (several workers would garble them). SIGTERM (the parent's death
+    signal, or a `kill`) stops the worker's run resumable, as Ctrl-C does."""
+    from generators.signals import sigterm_as_interrupt
+
+    sigterm_as_interrupt()
     _end_with_parent(parent)
     try:  # one slot per worker; a worker beyond them (none is started) would share nothing
         gpu = gpu_slots.get(timeout=30) if gpu_slots is not None else None
@@ -164,7 +168,13 @@ def _run_pool(specs: list[RunSpec], opts: WorkerOptions, settings: LocalSettings
                 outcomes[WORKER_DIED] += lost
                 print(f"\nerror: a worker process died ({e}); {lost} run(s) not finished. Finished runs are "
                       f"kept: run the same command again to resume the rest.", file=sys.stderr)
-            except BaseException:  # Ctrl-C: start nothing new; checkpoints keep the rest
+            except BaseException:  # Ctrl-C or SIGTERM: start nothing new; checkpoints keep the rest
+                # Ctrl-C reaches the workers too (one process group), SIGTERM to this process does
+                # not: pass it on, so each worker stops its run resumable instead of finishing it
+                # while this process waits (ProcessPoolExecutor has no public handle on its workers)
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    if proc.is_alive():
+                        proc.terminate()
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     return dict(outcomes)
