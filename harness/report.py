@@ -208,8 +208,18 @@ def _toybench_protocol_note(rows: list[dict]) -> str:
         "- Cells are means over the scored runs (prompts and seeds); `all` pools every run of the method. "
         "Per-category numbers in toybench.parquet (fractions 0..1), per run in scores.parquet (toybench_*).",
         f"- Judge: {used('toybench_judge')}; "
-        f"metric model sets: {used('toybench_model_set')}",
+        f"metric model sets: {used('toybench_model_set')}; "
+        f"generation model sets: {_generation_sets(rows)} (`toy` with no version: the prior at step 7,286)",
     ])
+
+
+def _generation_sets(rows: list[dict]) -> str:
+    """The model sets the runs were made with, versions included (generators/models/fingerprint.py)."""
+    from generators.models.fingerprint import identity
+
+    sets = sorted({identity(str(r["models"]), str(r.get("models_version") or "")) for r in rows
+                   if r.get("models") and r.get("run_state")})
+    return ", ".join(f"`{s}`" for s in sets) or "none recorded yet"
 
 
 def _gaps(rows: list[dict]) -> str:

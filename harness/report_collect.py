@@ -334,6 +334,7 @@ def collect_row(identity: dict, source: str = "gaussians") -> dict:
     row["run_state"] = status.get("state")
     for key in ("wall_time_s", "seconds_per_step", "num_gaussians", "peak_memory_mb", "steps", "device"):
         row[key] = _text(status.get(key)) if key == "device" else _numeric(status.get(key))
+    row["models_version"] = _text(status.get("models_version")) or None  # the set's pinned weights
     row["models_resolved"] = json.dumps(status.get("models_resolved") or {}, sort_keys=True, default=str)
     row["views_png"] = readable_picture(run_dir / RUN_FILES["grid"], problems)
     row["problems"] = "; ".join(corrupt + problems) or None

@@ -270,3 +270,14 @@ def test_grids_show_the_large_views_where_runs_have_them_and_the_truth_at_their_
     # drawn at the large views' 96 px: it fills its row (the 32 px truth, scaled by 2, would end at 128)
     assert (truth[188, :768] == 89).mean() > 0.5  # the world's grey background (0.35), not the grid's white
     assert not (truth[:, :768:96] == 255).all(axis=-1).any()
+
+
+def test_the_report_names_the_prior_version_each_run_was_made_with(toyjob):
+    results, specs = toyjob
+    text = build_report("toy", specs, results)["report"].read_text()
+    assert "generation model sets: `toy` (" in text
+    status_file = specs[0].run_dir(results) / "status.json"
+    status = json.loads(status_file.read_text())
+    status_file.write_text(json.dumps({**status, "models_version": "prior-step-20000"}))
+    text = build_report("toy", specs, results)["report"].read_text()
+    assert "generation model sets: `toy`, `toy@prior-step-20000` (" in text
