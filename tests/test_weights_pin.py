@@ -3,6 +3,7 @@ without a new version fails to load, and a new version gives every run a new id.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,8 +15,6 @@ from generators.methods import resolve_run_config
 from generators.models.fingerprint import weights_sha256
 from generators.models.loader import check_weights_pin, load_models, local_folders
 from generators.models.spec import SETS_DIR, load_set_spec
-from harness.jobs import load_job
-from harness.plan import plan_job
 from harness.run_ids import run_id
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,12 +92,22 @@ def test_a_new_version_gives_new_run_ids_and_the_old_config_is_refused(tmp_path)
 
 
 def test_unversioned_sets_keep_the_run_ids_they_had():
-    """The committed control's plan (made before versions existed) is planned again to the same ids."""
-    committed = json.loads((REPO / "results" / "toybench-control" / "plan.json").read_text(encoding="utf-8"))
-    job = load_job(REPO / "results" / "toybench-control" / "job.yaml")
-    now = {(s.label, s.prompt, s.seed): s.run_id for s in plan_job(job)}
-    then = {(r["label"], r["prompt"], r["seed"]): r["run_id"] for r in committed["runs"]}
-    assert then and now == then
+    """An empty models_version hashes as if the field did not exist (the ids runs had before
+    versions existed), in both id paths (run_id and the planner's template); a version changes both."""
+    from generators.config import UNHASHED_FIELDS, config_to_dict
+    from harness.run_ids import RunIdTemplate, run_id_of_dict
+
+    cfg = resolve_run_config("sds", prompt="a red cube", seed=2, models="toy")
+    cfg.models_version = ""
+    d = config_to_dict(cfg)
+    before = {k: v for k, v in d.items() if k != "models_version"}  # the config as it was before the field
+    old_hash = hashlib.sha256(json.dumps({k: v for k, v in before.items() if k not in UNHASHED_FIELDS},
+                                         sort_keys=True).encode()).hexdigest()[:16]
+    steps = d["steps"]
+    old_id = "a-red-cube-" + hashlib.sha256(f"{old_hash}|steps={steps}".encode()).hexdigest()[:12]
+    assert run_id_of_dict(d) == RunIdTemplate(d).run_id("a red cube", 2) == old_id
+    versioned = {**d, "models_version": "prior-step-20000"}
+    assert run_id_of_dict(versioned) == RunIdTemplate(versioned).run_id("a red cube", 2) != old_id
 
 
 def test_bad_pins_are_refused(tmp_path):
