@@ -119,3 +119,22 @@ def test_bad_pins_are_refused(tmp_path):
         f.write_text(text + bad + "\n", encoding="utf-8")
         with pytest.raises(UserError, match=match):
             load_set_spec(str(f))
+
+
+def test_repin_gives_the_set_a_unique_version_and_keeps_its_comments(tmp_path):
+    from generators.models.fingerprint import repin
+
+    folder, set_file = _toy_copy(tmp_path, None, weights_sha256([TOY_WEIGHTS]))
+    body = [ln for ln in set_file.read_text(encoding="utf-8").splitlines() if not ln.startswith("name:")]
+    set_file.write_text("# a comment that stays\nname: toy-copy\n" + "\n".join(body) + "\n")
+    _flip_last_byte(folder / "unet" / "diffusion_pytorch_model.safetensors")  # "retrained"
+    with pytest.raises(UserError, match="weights_sha256"):
+        load_models(str(set_file), {"base"}, "cpu")
+    version, sha = repin(set_file, "prior-step-9", [folder])
+    assert version == f"prior-step-9-{sha[:8]}" and sha == weights_sha256([folder])
+    text = set_file.read_text(encoding="utf-8")
+    assert text.startswith("# a comment that stays\nname: toy-copy\nversion: ") and text.count("weights_sha256:") == 1
+    spec = load_set_spec(str(set_file))
+    assert (spec.version, spec.weights_sha256, spec.identity) == (version, sha, f"toy-copy@{version}")
+    load_models(str(set_file), {"base"}, "cpu")
+    assert resolve_run_config("sds", prompt="a red cube", models=str(set_file)).models_version == version

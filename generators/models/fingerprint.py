@@ -87,6 +87,23 @@ def parse_pin(file: Path, data: dict) -> tuple[str, str]:
     return version, pin
 
 
+def repin(set_file: Path, version_prefix: str, folders: list[Path]) -> tuple[str, str]:
+    """Give a set file the pin of its folders' current weights: `version: <prefix>-<8 hex>` (unique
+    per weights, so two exports never share run ids) and `weights_sha256`. Other lines, comments
+    included, stay as they are; the two keys replace their old lines or go before `base:`/the first
+    section. Returns (version, sha256). For the exporters of the committed toy set and judge."""
+    from generators.io import atomic_write_text
+
+    sha = weights_sha256(folders)
+    version = f"{version_prefix}-{sha[:8]}"
+    lines = Path(set_file).read_text(encoding="utf-8").splitlines()
+    kept = [ln for ln in lines if not ln.startswith(("version:", "weights_sha256:"))]
+    at = next((i for i, ln in enumerate(kept) if ln and not ln.startswith(("#", "name:", "description:"))), len(kept))
+    kept[at:at] = [f"version: {version}", f"weights_sha256: {sha}"]
+    atomic_write_text(Path(set_file), "\n".join(kept) + "\n")
+    return version, sha
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m generators.models.fingerprint", description=__doc__.split("\n\n")[0])
     ap.add_argument("set", help="set name or yaml path")
@@ -111,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# over {f}", file=sys.stderr)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     return 0
 
 

@@ -153,13 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     print(f"exported {args.run} -> {path}")
-    if Path(path).resolve() == DEFAULT_OUT.resolve():
-        from generators.models.fingerprint import weights_sha256
+    if Path(path).resolve() == DEFAULT_OUT.resolve():  # the committed prior was replaced: re-pin its set
+        from generators.models.fingerprint import repin
+        from generators.models.spec import SETS_DIR
 
         step = json.loads((Path(path) / "training" / "export.json").read_text())["step"]
-        print("the toy set pins its weights: in generators/models/sets/toy.yaml set\n"
-              f"  version: prior-step-{step}\n  weights_sha256: {weights_sha256([path])}\n"
-              "(new run ids for the new prior; results of the old one stay as they are)")
+        version, _ = repin(SETS_DIR / "toy.yaml", f"prior-step-{step}", [Path(path)])
+        print(f"generators/models/sets/toy.yaml now pins these weights as version {version}: runs of this prior "
+              f"get new ids; results of the previous one stay as they are")
     return 0
 
 

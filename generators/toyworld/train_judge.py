@@ -140,6 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = replace(cfg, **overrides)
     evaluation = train(cfg, WorldConfig(), args.data_root, args.out, init_from=args.finetune_from)
     print({k: v["exact_set"] for k, v in evaluation["held_out"].items()})
+    committed = Path(__file__).resolve().parents[1] / "models" / "toy" / "judge"
+    if args.out.resolve() == committed:  # the committed judge was replaced: re-pin the toybench metric set
+        from generators.models.fingerprint import repin
+        from metrics.models import SETS_DIR as METRIC_SETS
+
+        version, _ = repin(METRIC_SETS / "toybench.yaml", "judge", [committed])
+        print(f"metrics/model_sets/toybench.yaml now pins this judge as version {version}: scores of the "
+              f"previous judge are not taken for its own (re-score with harness eval ... --force)")
     return 0
 
 
