@@ -103,8 +103,9 @@ def test_two_harness_processes_on_one_job_never_run_a_run_twice(tmp_path):
     job = _write_job(tmp_path, [f"prompt number {i}" for i in range(10)], steps)
     results = tmp_path / "results"
     first_run = plan_job(load_job(job))[0].run_dir(results)
-    procs = [_harness(job, results, sleep_s=0.05)]
-    # start the second worker while the first holds a run, so they really overlap
+    # the first is slow (3 s a run, 30 s for all ten alone) so that the second, started once the
+    # first holds a run, still finds runs to take on a loaded machine (its start-up takes seconds)
+    procs = [_harness(job, results, sleep_s=0.3)]
     assert _wait(lambda: (first_run / "executions.log").exists(), 60)
     procs.append(_harness(job, results, sleep_s=0.05))
     outs = [p.communicate(timeout=120)[0] for p in procs]
