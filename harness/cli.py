@@ -141,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--baseline", default="sds", help="label or method the others are paired against (default sds)")
     r.add_argument("--from-scores", nargs="?", const="", default=None, metavar="JOB[,JOB...]",
                    help="rebuild from RESULTS/<job>/scores.parquet (no run folders), or from these jobs' scores together")
+    r.add_argument("--replace-scores", action="store_true",
+                   help="let a report from the run folders replace scores whose run folders are not here")
 
     d = sub.add_parser("demo", help="ToyBench on CPU: generate, score, report (jobs/toybench-demo.yaml)",
                        description="Run the ToyBench demo on CPU: 5 methods on the ToyWorld prior over 4 captions, "
@@ -256,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             from harness.report import main as report
 
             return report(["--job", args.job, "--results", str(args.results), "--baseline", args.baseline]
-                          + ([f"--from-scores={args.from_scores}"] if args.from_scores is not None else []))
+                          + ([f"--from-scores={args.from_scores}"] if args.from_scores is not None else [])
+                          + (["--replace-scores"] if args.replace_scores else []))
         from harness.demo import main as demo
 
         return demo(args)

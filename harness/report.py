@@ -38,7 +38,7 @@ import yaml
 from generators.errors import UserError
 from generators.io import atomic_write, atomic_write_text
 from generators.untrusted import safe_load
-from harness.report_collect import SCORED, collect_rows
+from harness.report_collect import MISSING, PARTIAL, SCORED, collect_rows
 from harness.report_figures import bar_chart, prompt_grids, toybench_grids
 from harness.report_tables import (METRICS, any_partial, categories_of, clip_table, is_t3bench_row,
                                    is_toybench_row, md_table, method_rows, scorer_groups, scorer_title,
@@ -348,15 +348,29 @@ def write_scores(rows: list[dict], path: Path) -> None:
     atomic_write(path, lambda p: df.to_parquet(p, index=False))
 
 
+def scores_without_folders(scores_file: Path, rows: list[dict]) -> list[dict]:
+    """The rows of an existing scores.parquet that hold scores while the same runs, collected now,
+    have no folder: what a report from the run folders would replace with "missing" (a committed
+    report rebuilt on a clone without results/runs/)."""
+    if not scores_file.is_file():
+        return []
+    now = {(r.get("label"), r.get("run_id"), r.get("source", "gaussians")): r.get("status") for r in rows}
+    return [r for r in read_scores(scores_file) if r.get("status") in (SCORED, PARTIAL)
+            and now.get((r.get("label"), r.get("run_id"), r.get("source", "gaussians")), MISSING) == MISSING]
+
+
 def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
                  reference_dir: Path = REFERENCE_DIR, baseline: str = DEFAULT_BASELINE,
-                 rows: Optional[list[dict]] = None, notice: Optional[str] = None) -> dict:
+                 rows: Optional[list[dict]] = None, notice: Optional[str] = None,
+                 replace_scores: bool = False) -> dict:
     """Collect every run (RunSpecs of the job's plan, or run directories) and write the report.
 
     `rows`: the per-run rows already collected (a committed scores.parquet, `read_scores`): the
     report is rebuilt from them, and scores.parquet is left as it is. `baseline`: the label (or
     method) every other method is paired against in the uncertainty sections. `notice`: a line
-    quoted under the title (the demo says what it is).
+    quoted under the title (the demo says what it is). A report from the run folders never
+    replaces scores whose run folders are not here (UserError naming --from-scores) unless
+    `replace_scores`.
     Returns {problems, scores, report, html, ranked, prompt_pages: [paths], chart (None when not
     drawn), grids: [paths],
     toybench (toybench.parquet, None without ToyBench runs), toybench_grids: [paths]}.
@@ -368,11 +382,21 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
         if not runs:
             raise UserError(f"job {job_name!r} plans no runs: nothing to report")
         rows = collect_rows(runs, results)
+        lost = [] if replace_scores else scores_without_folders(out / "scores.parquet", rows)
+        if lost:
+            raise UserError(
+                f"{out / 'scores.parquet'} holds the scores of {len(lost)} run(s) whose folders are not under "
+                f"{results / 'runs'} (e.g. {lost[0].get('label')} / {lost[0].get('run_id')}): a report from the run "
+                f"folders would replace them with 'missing'. Rebuild the report from those scores: python -m harness "
+                f"report {job_name} --results {results} --from-scores; or replace them anyway: --replace-scores")
         # the exported-mesh path (metrics_mesh.json), reported apart when any run was scored that way
         mesh_rows = [r for r in collect_rows(runs, results, "mesh") if r["status"] not in ("unscored",)
                      and any(r.get(k) is not None for k in ("quality", "alignment", "clip"))]
         write_scores(rows + mesh_rows, out / "scores.parquet")
     else:  # rebuilt from a scores.parquet: its mesh rows carry source "mesh"
+        # pictures of runs whose folders are here are drawn; the others are left out, not an error
+        rows = [{k: (None if k.endswith("_png") and v and not Path(str(v)).is_file() else v) for k, v in r.items()}
+                for r in rows]
         mesh_rows = [r for r in rows if r.get("source") == "mesh"]
         rows = [r for r in rows if r.get("source") != "mesh"]
     refs = load_references(reference_dir)
@@ -421,6 +445,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--from-scores", nargs="?", const="", default=None, metavar="JOB[,JOB...]",
                    help="rebuild from RESULTS/<job>/scores.parquet instead of the run folders (committed results); "
                         "with job names, from their scores together (e.g. two seeds run as two jobs)")
+    p.add_argument("--replace-scores", action="store_true",
+                   help="let a report from the run folders replace scores whose run folders are not here")
     args = p.parse_args(argv)
     try:
         if args.from_scores is not None:
@@ -430,7 +456,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             paths = build_report(name, [], args.results, baseline=args.baseline, rows=rows)
         else:
             name, specs = resolve_job(args.job, args.results)
-            paths = build_report(name, specs, args.results, baseline=args.baseline)
+            paths = build_report(name, specs, args.results, baseline=args.baseline, replace_scores=args.replace_scores)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -281,3 +281,26 @@ def test_the_report_names_the_prior_version_each_run_was_made_with(toyjob):
     status_file.write_text(json.dumps({**status, "models_version": "prior-step-20000"}))
     text = build_report("toy", specs, results)["report"].read_text()
     assert "generation model sets: `toy`, `toy@prior-step-20000` (" in text
+
+
+def test_a_report_from_run_folders_never_replaces_scores_whose_folders_are_gone(toyjob):
+    """A committed report rebuilt on a clone without results/runs/ would have turned every scored
+    run into "missing": refused, with the command that rebuilds from the scores instead."""
+    import shutil
+
+    from generators.errors import UserError
+
+    results, specs = toyjob
+    paths = build_report("toy", specs, results)
+    before = paths["scores"].read_bytes()
+    shutil.rmtree(specs[0].run_dir(results))
+    with pytest.raises(UserError, match=r"holds the scores of 1 run\(s\).*--from-scores.*--replace-scores"):
+        build_report("toy", specs, results)
+    assert paths["scores"].read_bytes() == before  # nothing written
+    from harness.report import main as report_main
+
+    assert report_main(["--job", "toy", "--results", str(results), "--from-scores"]) == 0
+    assert paths["scores"].read_bytes() == before  # rebuilt from the scores, which stay as they are
+    build_report("toy", specs, results, replace_scores=True)
+    df = pd.read_parquet(paths["scores"]).set_index("run_id")
+    assert df.loc[specs[0].run_id, "status"] == "missing"
