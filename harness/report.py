@@ -213,6 +213,23 @@ def _toybench_protocol_note(rows: list[dict]) -> str:
     ])
 
 
+def _refuse_pooled_versions(rows: list[dict]) -> None:
+    """A method's cells never pool runs of two versions of a model set's weights (two ToyWorld
+    priors): UserError naming them (e.g. --from-scores over jobs run before and after a new prior)."""
+    from generators.models.fingerprint import identity
+
+    seen: dict[tuple, set] = {}
+    for r in rows:
+        if r.get("models") and r.get("run_state"):
+            seen.setdefault((str(r["label"]), str(r["models"])), set()).add(
+                identity(str(r["models"]), str(r.get("models_version") or "")))
+    mixed = {label: sorted(sets) for (label, _), sets in seen.items() if len(sets) > 1}
+    if mixed:
+        label, sets = next(iter(mixed.items()))
+        raise UserError(f"the runs of {label!r} were made with different model set versions ({', '.join(sets)}): "
+                        f"their scores are not pooled; report each version's runs as a job of their own")
+
+
 def _generation_sets(rows: list[dict]) -> str:
     """The model sets the runs were made with, versions included (generators/models/fingerprint.py)."""
     from generators.models.fingerprint import identity
@@ -399,6 +416,7 @@ def build_report(job_name: str, runs: Iterable[Any], results_dir: str | Path,
                 for r in rows]
         mesh_rows = [r for r in rows if r.get("source") == "mesh"]
         rows = [r for r in rows if r.get("source") != "mesh"]
+    _refuse_pooled_versions(rows)
     refs = load_references(reference_dir)
     t3_rows = [r for r in rows if is_t3bench_row(r)]
     chart = out / "figures" / "t3bench_by_category.png"

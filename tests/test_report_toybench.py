@@ -279,8 +279,16 @@ def test_the_report_names_the_prior_version_each_run_was_made_with(toyjob):
     status_file = specs[0].run_dir(results) / "status.json"
     status = json.loads(status_file.read_text())
     status_file.write_text(json.dumps({**status, "models_version": "prior-step-20000"}))
+    from generators.errors import UserError
+
+    with pytest.raises(UserError, match=r"runs of 'sds' were made with different model set versions \(toy, toy@prior-step-20000\)"):
+        build_report("toy", specs, results)  # one method's cells would pool two priors
+    for spec in specs:  # every run of the new prior: one version per method, named in the report
+        f = spec.run_dir(results) / "status.json"
+        if f.is_file():
+            f.write_text(json.dumps({**json.loads(f.read_text()), "models_version": "prior-step-20000"}))
     text = build_report("toy", specs, results)["report"].read_text()
-    assert "generation model sets: `toy`, `toy@prior-step-20000` (" in text
+    assert "generation model sets: `toy@prior-step-20000` (" in text
 
 
 def test_a_report_from_run_folders_never_replaces_scores_whose_folders_are_gone(toyjob):
