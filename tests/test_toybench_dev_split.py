@@ -35,8 +35,10 @@ def test_tuning_and_control_jobs_plan_what_they_say():
     assert sorted(set(cfgs.values())) == [3.0, 7.5, 15.0, 30.0]
     # the AnchorDS side's sweep: the same grid on the same captions
     dev_a = plan_job(load_job(jobs / "toybench-dev-cfg-anchords.yaml"))
-    assert {s.method for s in dev_a} == {"anchords-ipa-finetune"} and {s.prompt for s in dev_a} == {s.prompt for s in dev}
-    assert sorted({s.overrides["guidance"]["guidance_scale"] for s in dev_a}) == [3.0, 7.5, 15.0, 30.0]
+    assert {s.method for s in dev_a} == {"anchords-ipa", "anchords-ipa-filter", "anchords-ipa-finetune"}
+    assert {s.prompt for s in dev_a} == {s.prompt for s in dev} and len(dev_a) == 3 * 4 * 16 * 2
+    for method in {s.method for s in dev_a}:
+        assert sorted({s.overrides["guidance"]["guidance_scale"] for s in dev_a if s.method == method}) == [3.0, 7.5, 15.0, 30.0]
     control = plan_job(load_job(jobs / "toybench-control.yaml"))
     assert len(control) == 6 * 40 * 3 and {s.prompt for s in control} == test_prompts
     assert {s.label for s in control} == {"sds", "sds-cfg-tuned", "anchords-ipa", "anchords-ipa-filter",
@@ -62,7 +64,8 @@ def test_each_tuned_cfg_is_its_dev_sweeps_pick_on_the_committed_scores():
     assert tuned, "the control has no tuned groups"
     picked = {}
     for job in ("toybench-dev-cfg", "toybench-dev-cfg-anchords"):
-        plan = [s for s in plan_job(load_job(root / "jobs" / f"{job}.yaml"))
+        # the job as it ran (its copy beside its scores), not as jobs/ may plan it for the next prior
+        plan = [s for s in plan_job(load_job(root / "results" / job / "job.yaml"))
                 if set(s.overrides) == {"guidance"}]  # CFG-only groups (not the init-opacity one)
         scores = pd.read_parquet(root / "results" / job / "scores.parquet")
         for method in sorted({s.method for s in plan}):
