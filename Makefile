@@ -59,7 +59,7 @@ help:
 	@echo "make status [JOB=paper-table1]   done / running / failed / pending per method and category"
 	@echo "make eval JOB=paper-table1 [EVAL_MODELS=t3bench]   score the job's finished runs (resumable)"
 	@echo "               judge: JUDGE_URL=http://localhost:8000/v1 JUDGE_MODEL=... [JUDGE_KEY_ENV=...]; EVAL_SOURCE=mesh"
-	@echo "make report JOB=paper-table1   scores.parquet, report.md/.html, figures (no GPU needed)"
+	@echo "make report JOB=paper-table1   scores.parquet, report.md/.html, figures (no GPU needed); FROM_SCORES=1: from a committed scores.parquet"
 	@echo "make test     run the test suite on CPU"
 	@echo "make perf     speed benchmarks (writes results/perf/)"
 	@echo "make gsplat   build gsplat's CUDA extension once into TORCH_EXTENSIONS_DIR (default .cache/torch_extensions)"
@@ -116,7 +116,7 @@ eval: $(STAMP)
 
 report: $(STAMP)
 	@test -n "$$JOB" || { echo "make report: give JOB=<job name or file>" >&2; exit 2; }
-	$(PY) -m harness report "$$JOB" --results "$$RESULTS"
+	$(PY) -m harness report "$$JOB" --results "$$RESULTS" $(if $(FROM_SCORES),--from-scores) $(if $(REPLACE_SCORES),--replace-scores)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
