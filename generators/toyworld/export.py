@@ -8,6 +8,10 @@ Writes (EMA weights by default):
     training/train_log.csv  training/run.json  training/export.json
     training/first_steps.json   the exact first-step losses of the recipe (when the run has them; else
                                 kept from the previous export at --out if its recipe is the run's)
+    training/eval_log.csv, eval_verdict.json   the tracker's judged accuracy per step and its
+                                plateau verdict (generators.toyworld.track_prior), when the run has them
+When --out is the committed toy set's folder, generators/models/sets/toy.yaml is re-pinned
+(generators/models/fingerprint.py): a new `version`, so runs of this prior get new ids.
 
 The folder is built beside the target and swapped in, so readers never see half an export.
 """
@@ -118,7 +122,8 @@ def export(run: Path, out: Path = DEFAULT_OUT, ema: bool = True) -> Path:
         write_model_set(model, tmp / "set")
         training = tmp / "set" / "training"
         training.mkdir()
-        for name in (LOG, "run.json", FIRST_STEPS):
+        # the tracker's evaluations and verdict (track_prior) are why this step was exported
+        for name in (LOG, "run.json", FIRST_STEPS, "eval_log.csv", "eval_verdict.json"):
             if (Path(run) / name).exists():
                 shutil.copy2(Path(run) / name, training / name)
         # a run resumed from a checkpoint older than the first-steps record has none; the record
