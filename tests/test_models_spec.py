@@ -114,9 +114,11 @@ def test_weights_cli_dry_run_and_unknown_set(capsys):
 def test_method_run_defaults_tune_one_method_and_its_descendants(tmp_path):
     from generators.methods import resolve_run_config
 
-    toy = {m: resolve_run_config(m, prompt="a red cube", models="toy") for m in ("sds", "vsd", "sds-bridge")}
-    assert toy["sds"].guidance.guidance_scale == 30.0  # the set's run_defaults
+    toy = {m: resolve_run_config(m, prompt="a red cube", models="toy")
+           for m in ("sds", "vsd", "sds-bridge", "anchords-ipa-finetune")}
+    assert toy["sds"].guidance.guidance_scale == 3.0  # the set's run_defaults
     assert toy["vsd"].guidance.guidance_scale == 7.5  # its method_run_defaults entry wins for vsd only
+    assert toy["anchords-ipa-finetune"].guidance.guidance_scale == 7.5  # anchords-ipa's entry, inherited
     assert toy["sds-bridge"].guidance.source.bridge.stage_two_start_step == 320
     assert toy["sds"].guidance.source.bridge.stage_two_start_step != 320
     base = (tmp_path / "base").as_posix()
