@@ -127,6 +127,8 @@ def local_folders(spec: ModelSetSpec) -> list[Path]:
 
 def check_weights_pin(spec: ModelSetSpec) -> None:
     """UserError when the set pins its local weights (`weights_sha256`) and they have changed."""
+    if not spec.weights_sha256:  # unpinned (most sets): not even the folders are looked up
+        return
     from generators.models.fingerprint import check_pin
 
     name = spec.name if spec.file.parent == SETS_DIR else str(spec.file)
