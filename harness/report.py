@@ -213,16 +213,22 @@ def _toybench_protocol_note(rows: list[dict]) -> str:
     ])
 
 
+def _generation_set(row: dict) -> Optional[str]:
+    """The model set (with its version) a run was made with; None for a run that never started."""
+    from generators.models.fingerprint import identity
+
+    if not (row.get("models") and row.get("run_state")):
+        return None
+    return identity(str(row["models"]), str(row.get("models_version") or ""))
+
+
 def _refuse_pooled_versions(rows: list[dict]) -> None:
     """A method's cells never pool runs of two versions of a model set's weights (two ToyWorld
     priors): UserError naming them (e.g. --from-scores over jobs run before and after a new prior)."""
-    from generators.models.fingerprint import identity
-
     seen: dict[tuple, set] = {}
     for r in rows:
-        if r.get("models") and r.get("run_state"):
-            seen.setdefault((str(r["label"]), str(r["models"])), set()).add(
-                identity(str(r["models"]), str(r.get("models_version") or "")))
+        if (made_with := _generation_set(r)) is not None:
+            seen.setdefault((str(r["label"]), str(r["models"])), set()).add(made_with)
     mixed = {label: sorted(sets) for (label, _), sets in seen.items() if len(sets) > 1}
     if mixed:
         label, sets = next(iter(mixed.items()))
@@ -232,10 +238,7 @@ def _refuse_pooled_versions(rows: list[dict]) -> None:
 
 def _generation_sets(rows: list[dict]) -> str:
     """The model sets the runs were made with, versions included (generators/models/fingerprint.py)."""
-    from generators.models.fingerprint import identity
-
-    sets = sorted({identity(str(r["models"]), str(r.get("models_version") or "")) for r in rows
-                   if r.get("models") and r.get("run_state")})
+    sets = sorted({s for s in map(_generation_set, rows) if s is not None})
     return ", ".join(f"`{s}`" for s in sets) or "none recorded yet"
 
 

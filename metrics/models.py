@@ -223,12 +223,17 @@ def _local_paths(spec: MetricSetSpec) -> list[str]:
     return [part["path"] for part in _parts(spec) if isinstance(part.get("path"), str)]
 
 
-def local_folders(spec: MetricSetSpec) -> list[Path]:
-    """The local folders the set's sections name, each once: what `weights_sha256` pins."""
-    root = spec.file.parent
+def set_root(spec: MetricSetSpec) -> Path:
+    """The folder relative `path:`s resolve against: the `embedded` builder's, else the yaml's."""
     if spec.embedded:
         root_fn, _ = _import(spec.embedded, spec.file)
-        root = Path(root_fn())
+        return Path(root_fn())
+    return spec.file.parent
+
+
+def local_folders(spec: MetricSetSpec) -> list[Path]:
+    """The local folders the set's sections name, each once: what `weights_sha256` pins."""
+    root = set_root(spec)
     folders: list[Path] = []
     for rel in _local_paths(spec):
         folder = (Path(rel) if Path(rel).is_absolute() else root / rel).resolve()
@@ -437,11 +442,7 @@ def load_metric_models(set_name: str | Path, stages: Iterable[str] = ("quality",
     if unknown:
         raise UserError(f"unknown evaluation stage(s) {', '.join(unknown)} (valid: {', '.join(STAGES)})")
     spec = load_set_spec(set_name)
-    if spec.embedded:
-        root_fn, _ = _import(spec.embedded, spec.file)
-        root = Path(root_fn())
-    else:
-        root = spec.file.parent
+    root = set_root(spec)
     ensure_built(spec, root)
     check_weights_pin(spec)
     models = MetricModels(set_name=spec.identity, spec=spec, device=resolve_device(device), root=root)
