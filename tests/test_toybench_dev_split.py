@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from prompts.suites import load_suite
 
 
@@ -48,37 +50,81 @@ def test_tuning_and_control_jobs_plan_what_they_say():
     assert {cfg for _, cfg in tuned.values()} <= {3.0, 7.5, 15.0, 30.0}  # each side's pick from its own sweep
 
 
-def test_each_tuned_cfg_is_its_dev_sweeps_pick_on_the_committed_scores():
-    """The rule of the dev jobs (highest mean dev alignment over every run, ties: the lower CFG),
-    applied to their committed scores, gives the control job's tuned CFG of each method: a sweep
-    rerun with more seeds that changes its pick fails here until the control follows it. Every
-    tuned group of the control must have its method's sweep scored in a dev job."""
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dev_picks(sweeps):
+    """method -> CFG picked by the dev jobs' rule (highest mean dev alignment over every run,
+    ties: the lower CFG) on the committed scores of `sweeps` (results/ folder names), read with
+    the jobs as they ran (their copies beside their scores, not as jobs/ plans them for the next
+    prior). A method swept but not run yet has no pick; one run in part fails."""
     import pandas as pd
 
     from harness.jobs import load_job
     from harness.plan import plan_job
 
-    root = Path(__file__).resolve().parents[1]
-    tuned = {s.method: s.overrides["guidance"]["guidance_scale"]
-             for s in plan_job(load_job(root / "jobs" / "toybench-control.yaml")) if s.label.endswith("-cfg-tuned")}
-    assert tuned, "the control has no tuned groups"
     picked = {}
-    for job in ("toybench-dev-cfg", "toybench-dev-cfg-anchords"):
-        # the job as it ran (its copy beside its scores), not as jobs/ may plan it for the next prior
-        plan = [s for s in plan_job(load_job(root / "results" / job / "job.yaml"))
+    for job in sweeps:
+        plan = [s for s in plan_job(load_job(ROOT / "results" / job / "job.yaml"))
                 if set(s.overrides) == {"guidance"}]  # CFG-only groups (not the init-opacity one)
-        scores = pd.read_parquet(root / "results" / job / "scores.parquet")
+        scores_file = ROOT / "results" / job / "scores.parquet"
+        if not scores_file.is_file():
+            continue  # planned, nothing scored yet
+        scores = pd.read_parquet(scores_file)
         for method in sorted({s.method for s in plan}):
             cfg_of = {s.label: s.overrides["guidance"]["guidance_scale"] for s in plan if s.method == method}
             mine = scores[scores["label"].isin(list(cfg_of))]
             if mine.empty:
-                continue  # swept in the job file, not run yet: no pick
+                continue
             per_label = mine.groupby("label")["toybench_alignment"].agg(["mean", "count"])
             planned = pd.Series([s.label for s in plan if s.label in cfg_of]).value_counts()
             assert set(per_label.index) == set(cfg_of), f"{job}/{method}: a CFG of the sweep has no scores"
             assert (per_label["count"] == planned.reindex(per_label.index)).all(), f"{job}/{method}: scores incomplete"
             best = max(cfg_of, key=lambda lb: (round(per_label.loc[lb, "mean"], 9), -cfg_of[lb]))
             picked[method] = cfg_of[best]
+    return picked
+
+
+# Each control and the development sweeps its tuned CFGs were picked from. A control that has run
+# is read from its copy beside its scores (jobs/ plans for the prior the toy set holds now).
+CONTROL_PICKS = [
+    ("results/toybench-control/job.yaml", ("toybench-dev-cfg", "toybench-dev-cfg-anchords")),  # first prior
+]
+# The development sweeps run with the prior the toy set holds now: its run defaults follow them.
+CURRENT_PRIOR_SWEEPS = ("toybench-dev-cfg-prior22k", "toybench-dev-cfg-anchords-prior22k")
+
+
+@pytest.mark.parametrize("control, sweeps", CONTROL_PICKS, ids=[c for c, _ in CONTROL_PICKS])
+def test_each_tuned_cfg_is_its_dev_sweeps_pick_on_the_committed_scores(control, sweeps):
+    """Applied to the committed scores, the dev jobs' rule gives the control's tuned CFG of each
+    method: a sweep rerun with more seeds that changes its pick fails here until the control
+    follows it. Every tuned group of the control must have its method's sweep scored."""
+    from harness.jobs import load_job
+    from harness.plan import plan_job
+
+    tuned = {s.method: s.overrides["guidance"]["guidance_scale"]
+             for s in plan_job(load_job(ROOT / control)) if s.label.endswith("-cfg-tuned")}
+    assert tuned, "the control has no tuned groups"
+    picked = dev_picks(sweeps)
     for method, cfg in tuned.items():
         assert method in picked, f"{method}: tuned in the control but no dev sweep of it is scored"
         assert cfg == picked[method], (method, cfg, picked[method])
+
+
+def test_the_toy_sets_default_cfgs_are_the_current_priors_dev_picks():
+    """A method's CFG in the toy set's run defaults is its development pick with the prior the set
+    holds now (the sweeps' scores must be of that prior's version)."""
+    import pandas as pd
+
+    from generators.methods import resolve_run_config
+    from generators.models.spec import load_set_spec
+
+    version = load_set_spec("toy").version
+    for job in CURRENT_PRIOR_SWEEPS:
+        scores_file = ROOT / "results" / job / "scores.parquet"
+        if scores_file.is_file():
+            assert set(pd.read_parquet(scores_file)["models_version"]) == {version}, job
+    picked = dev_picks(CURRENT_PRIOR_SWEEPS)
+    assert "sds" in picked, "SDS's sweep with the current prior is not scored"
+    for method, cfg in picked.items():
+        assert resolve_run_config(method, prompt="a red cube", models="toy").guidance.guidance_scale == cfg, method
