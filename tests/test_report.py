@@ -243,3 +243,51 @@ def test_every_t3bench_reference_row_names_its_metric():
     assert refs["anchords-table1"]["metric"] == "quality" and refs["anchords-ablation"]["metric"] == "quality"
     assert refs["t3bench-leaderboard"]["metric"] == "mean"
     assert "evidence" in refs["anchords-table1"]
+
+
+def _set_cfg(results: Path, spec: RunSpec, cfg: float) -> None:
+    f = spec.run_dir(results) / "config.yaml"
+    f.write_text(yaml.safe_dump({**yaml.safe_load(f.read_text()), "steps": 400, "guidance": {"guidance_scale": cfg}}))
+
+
+def test_settings_as_run_show_what_sets_each_label_apart(job):
+    """Two labels of one method that differ in CFG: the report names each label's CFG and the
+    setting that sets it apart, read from the runs' config.yaml (so a label keeps the meaning its
+    runs had, whatever the set's defaults are today); no mixed-settings warning."""
+    results, specs = job
+    sds = [s for s in specs if s.method == "sds"]
+    relabelled = [RunSpec("sds-cfg3" if s.category == "multi" else "sds", *[getattr(s, f) for f in
+                  ("method", "category", "index", "prompt", "seed", "models", "overrides", "run_id")]) for s in sds]
+    for s in relabelled:
+        _set_cfg(results, s, 3.0 if s.label == "sds-cfg3" else 30.0)
+    out = build_report("cfgs", relabelled, results)
+    text = out["report"].read_text()
+    assert "MIXED SETTINGS" not in text
+    section = text.split("## Settings as run")[1]
+    assert re.search(r"\| sds \| sds \| 4 \| 30\.0 \| `guidance\.guidance_scale` 30\.0 \|", section), section
+    assert re.search(r"\| sds-cfg3 \| sds \| 2 \| 3\.0 \| `guidance\.guidance_scale` 3\.0 \|", section), section
+    settings = json.loads(pd.read_parquet(out["scores"])["settings"].iloc[0])
+    assert "prompt" not in settings and "seed" not in settings and settings["steps"] == "400"
+
+
+def test_one_label_over_runs_of_two_settings_is_flagged(job):
+    """The runs of one label made with two CFGs (e.g. a job run before and after a set's default
+    moved): the report says so at the top and names the setting."""
+    results, specs = job
+    sds = [s for s in specs if s.method == "sds"]
+    for i, s in enumerate(sds):
+        _set_cfg(results, s, 3.0 if i == 0 else 7.5)
+    text = build_report("mixed", sds, results)["report"].read_text()
+    assert "MIXED SETTINGS" in text.split("## ")[0]
+    assert "the runs of `sds` differ in `guidance.guidance_scale` 3.0 / 7.5" in text
+
+
+def test_scores_without_settings_say_so(job, tmp_path):
+    results, specs = job
+    sds = [s for s in specs if s.method == "sds"]
+    scores = pd.read_parquet(build_report("old", sds, results)["scores"]).drop(columns=["settings"])
+    old = tmp_path / "old.parquet"
+    scores.to_parquet(old)
+    from harness.report_settings import settings_section
+
+    assert "Not in these scores" in "\n".join(settings_section(scores.to_dict("records")))

@@ -1,0 +1,116 @@
+"""Settings as run: what each label of a report was made with, read from its runs' config.yaml.
+
+A label is the name a job gives a group of runs ("sds", "sds-cfg-tuned"). What it stands for is
+the settings its runs resolved to, and those depend on the model set's defaults on the day they
+ran: `sds` in a job of last month may be another CFG than `sds` today. So a report records each
+run's settings (scores.parquet, column `settings`) and shows, per label, its CFG and what sets it
+apart from the other labels of its method; it warns when one label's runs disagree among
+themselves (two settings under one name: a mislabelled cell).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Optional
+
+from harness.report_tables import md_table
+
+PER_RUN_KEYS = ("prompt", "seed")  # differ inside a label by design
+CFG_KEY = "guidance.guidance_scale"
+MAX_KEYS_SHOWN = 6
+_ABSENT = "(unset)"
+
+
+def run_settings(config: Any) -> Optional[dict[str, str]]:
+    """The result-changing settings of a run's config.yaml (plus its step budget), flattened to
+    dotted keys with JSON values; None when the file is not a mapping."""
+    from generators.config import hashed_settings
+
+    if not isinstance(config, dict):
+        return None
+    kept = {k: v for k, v in hashed_settings(config).items() if k not in PER_RUN_KEYS}
+    if "steps" in config:
+        kept["steps"] = config["steps"]
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            flat[prefix] = json.dumps(value, sort_keys=True, default=str)
+
+    walk("", kept)
+    return flat
+
+
+def _shown(value: str) -> str:
+    try:
+        decoded = json.loads(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return decoded if isinstance(decoded, str) else json.dumps(decoded)
+
+
+def _values_by_label(rows: Iterable[dict]) -> tuple[dict[str, dict[str, set]], dict[str, str], dict[str, int], set]:
+    runs: dict[str, list[dict]] = {}
+    method_of: dict[str, str] = {}
+    unrecorded: set = set()
+    for r in rows:
+        if not r.get("run_state"):
+            continue  # never started: no settings to show
+        label = str(r["label"])
+        method_of[label] = str(r.get("method"))
+        text = r.get("settings")
+        if not isinstance(text, str) or not text:
+            unrecorded.add(label)
+            continue
+        runs.setdefault(label, []).append(json.loads(text))
+    values = {}
+    for label, settings in runs.items():
+        keys = set().union(*settings)
+        values[label] = {k: {s.get(k, _ABSENT) for s in settings} for k in keys}
+    return values, method_of, {lb: len(s) for lb, s in runs.items()}, unrecorded
+
+
+def mixed_settings(rows: Iterable[dict]) -> dict[str, list[str]]:
+    """label -> the settings its runs disagree on (prompt and seed aside); empty when none do."""
+    values, _, _, _ = _values_by_label(rows)
+    return {lb: sorted(k for k, vs in v.items() if len(vs) > 1) for lb, v in values.items()
+            if any(len(vs) > 1 for vs in v.values())}
+
+
+def _describe(keys: list[str], values: dict[str, set]) -> str:
+    parts = [f"`{k}` {' / '.join(sorted(_shown(x) for x in values[k]))}" for k in keys[:MAX_KEYS_SHOWN]]
+    if len(keys) > MAX_KEYS_SHOWN:
+        parts.append(f"and {len(keys) - MAX_KEYS_SHOWN} more")
+    return "; ".join(parts)
+
+
+def settings_section(rows: list[dict]) -> list[str]:
+    """The report's "Settings as run" section, as Markdown lines."""
+    values, method_of, counts, unrecorded = _values_by_label(rows)
+    lines = ["## Settings as run", ""]
+    if not values:
+        return lines + ["Not in these scores (collected before runs' settings were recorded): rebuild the "
+                        "report from the run folders to see them.", ""]
+    lines += ["Read from each run's config.yaml: the CFG, and the settings in which a label differs from the "
+              "other labels of its method (prompt and seed aside).", ""]
+    body = []
+    methods = list(dict.fromkeys(method_of[lb] for lb in values))  # the job's order
+    for label in sorted(values, key=lambda lb: methods.index(method_of[lb])):  # stable: labels in the job's order
+        mine = values[label]
+        siblings = [lb for lb in values if method_of[lb] == method_of[label] and lb != label]
+        apart = sorted(k for k in set(mine).union(*(values[s] for s in siblings))
+                       if any(mine.get(k, {_ABSENT}) != values[s].get(k, {_ABSENT}) for s in siblings))
+        cfg = " / ".join(sorted(_shown(x) for x in mine.get(CFG_KEY, {_ABSENT})))
+        body.append([label, method_of[label], str(counts[label]), cfg,
+                     _describe(apart, {k: mine.get(k, {_ABSENT}) for k in apart}) if apart else "—"])
+    lines += [md_table(["Label", "Method", "Runs", "CFG", "Apart from the method's other labels"], body), ""]
+    for label, keys in mixed_settings(rows).items():
+        lines.append(f"- **Mixed settings:** the runs of `{label}` differ in "
+                     f"{_describe(keys, values[label])}; its cells pool different settings.")
+    if unrecorded:
+        lines.append(f"- Not recorded for some runs of {', '.join(f'`{lb}`' for lb in sorted(unrecorded))} "
+                     "(scores collected before settings were recorded).")
+    return lines + [""]
