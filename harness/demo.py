@@ -33,13 +33,26 @@ DEMO_NOTICE = (
     "**AN ILLUSTRATION, NOT A RESULT.** This demo runs {prompts} prompts x {seeds} seed(s): it shows what the "
     "methods do (pictures, per-view judgements) and how the report reads, not which method is better. Its "
     "intervals are wide and it makes no comparison with fewer than 5 prompts in common. For results, see the "
-    "committed full-suite report, " + FULL_REPORT + ", and docs/toybench.md."
+    "committed full-suite report, " + FULL_REPORT + "{made_with}, and docs/toybench.md."
 )
 TOY_NOTE = (
     "ToyWorld is a world of coloured cubes, spheres, cones and tori with a 2M-parameter prior trained "
     "on CPU: the methods' differences there are real but say nothing directly about Stable Diffusion "
     "(generators/toyworld/README.md)."
 )
+
+
+def _made_with(report: Path) -> str:
+    """' (made with <model sets>)' as the committed report's protocol note names them: the demo runs
+    the set's current prior, which need not be the one the full-suite report was made with."""
+    try:
+        text = report.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if "generation model sets: " in line:
+            return " (made with " + line.split("generation model sets: ", 1)[1].strip() + ")"
+    return ""
 
 
 def _settings(args, job_file: Path):
@@ -93,7 +106,8 @@ def main(args) -> int:
     t1 = time.perf_counter()
     code = evaluate_job(job.name, args.out, models=TOYBENCH_METRICS)
     print(f"scored in {time.perf_counter() - t1:.0f} s")
-    notice = DEMO_NOTICE.format(prompts=len({sp.prompt for sp in specs}), seeds=len({sp.seed for sp in specs}))
+    notice = DEMO_NOTICE.format(prompts=len({sp.prompt for sp in specs}), seeds=len({sp.seed for sp in specs}),
+                                made_with=_made_with(Path(__file__).resolve().parents[1] / FULL_REPORT))
     try:
         report_md = build_report(job.name, specs, args.out, notice=notice)["report"]
     except UserError as e:

@@ -50,6 +50,7 @@ def test_demo_generates_scores_and_reports_toybench(tmp_path, capsys):
 
     assert FULL_REPORT in report and "95% bootstrap interval" in report
     assert (Path(__file__).resolve().parents[1] / FULL_REPORT).is_file()  # it points at a committed report
+    assert f"{FULL_REPORT} (made with `toy" in report  # and says which prior made it (the demo runs today's)
     assert "| control: fitted truth |" in report and "Control order, all" in report
     table = pd.read_parquet(job_dir / "toybench.parquet")
     assert {"one-object", "two-objects", "all"} <= set(table["category"])
