@@ -87,17 +87,15 @@ def _describe(keys: list[str], values: dict[str, set]) -> str:
     return "; ".join(parts)
 
 
-def settings_section(rows: list[dict]) -> list[str]:
-    """The report's "Settings as run" section, as Markdown lines."""
-    values, method_of, counts, unrecorded = _values_by_label(rows)
-    lines = ["## Settings as run", ""]
-    if not values:
-        return lines + ["Not in these scores (collected before runs' settings were recorded): rebuild the "
-                        "report from the run folders to see them.", ""]
-    lines += ["Read from each run's config.yaml: the CFG, and the settings in which a label differs from the "
-              "other labels of its method (prompt and seed aside).", ""]
-    body = []
+SETTINGS_HEADER = ["Label", "Method", "Runs", "CFG", "Apart from the method's other labels"]
+
+
+def settings_table(rows: list[dict]) -> list[list[str]]:
+    """One row per label (in the job's order): label, method, runs, CFG, and the settings that set
+    it apart from its method's other labels. Empty when no run's settings are recorded."""
+    values, method_of, counts, _ = _values_by_label(rows)
     methods = list(dict.fromkeys(method_of[lb] for lb in values))  # the job's order
+    body = []
     for label in sorted(values, key=lambda lb: methods.index(method_of[lb])):  # stable: labels in the job's order
         mine = values[label]
         siblings = [lb for lb in values if method_of[lb] == method_of[label] and lb != label]
@@ -106,10 +104,23 @@ def settings_section(rows: list[dict]) -> list[str]:
         cfg = " / ".join(sorted(_shown(x) for x in mine.get(CFG_KEY, {_ABSENT})))
         body.append([label, method_of[label], str(counts[label]), cfg,
                      _describe(apart, {k: mine.get(k, {_ABSENT}) for k in apart}) if apart else "—"])
-    lines += [md_table(["Label", "Method", "Runs", "CFG", "Apart from the method's other labels"], body), ""]
+    return body
+
+
+def settings_section(rows: list[dict]) -> list[str]:
+    """The report's "Settings as run" section, as Markdown lines."""
+    lines = ["## Settings as run", ""]
+    body = settings_table(rows)
+    if not body:
+        return lines + ["Not in these scores (collected before runs' settings were recorded): rebuild the "
+                        "report from the run folders to see them.", ""]
+    lines += ["Read from each run's config.yaml: the CFG, and the settings in which a label differs from the "
+              "other labels of its method (prompt and seed aside).", "", md_table(SETTINGS_HEADER, body), ""]
+    values = _values_by_label(rows)[0]
     for label, keys in mixed_settings(rows).items():
         lines.append(f"- **Mixed settings:** the runs of `{label}` differ in "
                      f"{_describe(keys, values[label])}; its cells pool different settings.")
+    unrecorded = _values_by_label(rows)[3]
     if unrecorded:
         lines.append(f"- Not recorded for some runs of {', '.join(f'`{lb}`' for lb in sorted(unrecorded))} "
                      "(scores collected before settings were recorded).")

@@ -136,6 +136,8 @@ def test_index_links_every_prompt_page_and_ranked(toy_report):
     assert pages <= links and "ranked.html" in links
     assert '<table class="sortable">' in html and "<svg" in html  # sortable tables, inline charts
     assert "ToyBench" in html and "alignment" in html
+    settings = html.split("<h2>Settings as run</h2>")[1].split("</section>")[0]  # each label's CFG, as run
+    assert "<td>sds</td><td>sds</td>" in settings and "`" not in settings
 
 
 def test_prompt_page_has_every_method_with_video_viewer_and_numbers(toy_report):

@@ -16,6 +16,7 @@ from harness.browser.data import (PromptPage, best_and_worst, fmt, metrics_prese
                                   ranking_data, run_metric)
 from harness.browser.svg import colour, icosphere_svg, loss_svg
 from harness.report_figures import cell_interval, grouped_bars_svg, loss_curves_svg
+from harness.report_settings import SETTINGS_HEADER, mixed_settings, settings_table
 from harness.report_tables import (CATEGORY_TITLES, TOYBENCH_ALL, clip_table, is_t3bench_row, method_rows,
                                    scorer_groups, scorer_title, t3bench_tables, toybench_category_title,
                                    toybench_rows, toybench_table)
@@ -214,7 +215,8 @@ def build_browser(out: Path, job: str, rows: list[dict], refs: list[dict], markd
         seeds=sorted({r["seed"] for r in rows}, key=str),
         prompts=_prompt_list(pages, labels, primary) if primary else None,
         grids=_linked(grids, pages), toy_grids=_linked(toy_grids, pages), markdown=markdown_text,
-        gaps=[r for r in rows if r.get("status") != "scored"]))
+        gaps=[r for r in rows if r.get("status") != "scored"],
+        settings={"header": SETTINGS_HEADER, "rows": settings_table(rows), "mixed": mixed_settings(rows)}))
     ranked = out / "ranked.html"
     data = ranking_data(pages, metrics)
     atomic_write_text(ranked, env.get_template("ranked.html").render(
