@@ -338,7 +338,8 @@ def collect_row(identity: dict, source: str = "gaussians") -> dict:
     row["models_resolved"] = json.dumps(status.get("models_resolved") or {}, sort_keys=True, default=str)
     from harness.report_settings import run_settings  # (it imports the tables, which import this module)
 
-    settings = run_settings(_read_yaml(run_dir / RUN_FILES["config"])) if row["run_state"] else None
+    settings = (run_settings(_read_yaml(run_dir / RUN_FILES["config"]), status.get("models_resolved"))
+                if row["run_state"] else None)
     row["settings"] = json.dumps(settings, sort_keys=True) if settings is not None else None  # what the label ran
     row["views_png"] = readable_picture(run_dir / RUN_FILES["grid"], problems)
     row["problems"] = "; ".join(corrupt + problems) or None

@@ -21,9 +21,12 @@ MAX_KEYS_SHOWN = 6
 _ABSENT = "(unset)"
 
 
-def run_settings(config: Any) -> Optional[dict[str, str]]:
+def run_settings(config: Any, resolved: Any = None) -> Optional[dict[str, str]]:
     """The result-changing settings of a run's config.yaml (plus its step budget), flattened to
-    dotted keys with JSON values; None when the file is not a mapping."""
+    dotted keys with JSON values, and the weights each model component resolved to (status.json's
+    `models_resolved`: `weights.<component>` = id@commit, so runs of a hub revision such as `main`
+    made before and after it moved do not pass for one setting); None when the config is not a
+    mapping."""
     from generators.config import hashed_settings
 
     if not isinstance(config, dict):
@@ -31,6 +34,9 @@ def run_settings(config: Any) -> Optional[dict[str, str]]:
     kept = {k: v for k, v in hashed_settings(config).items() if k not in PER_RUN_KEYS}
     if "steps" in config:
         kept["steps"] = config["steps"]
+    if isinstance(resolved, dict):  # the folder path is left out: it names the machine, not the weights
+        kept["weights"] = {name: f"{r.get('id') or 'local'}@{r.get('revision')}"
+                           for name, r in sorted(resolved.items()) if isinstance(r, dict)}
     flat: dict[str, str] = {}
 
     def walk(prefix: str, value: Any) -> None:

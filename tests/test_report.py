@@ -291,3 +291,25 @@ def test_scores_without_settings_say_so(job, tmp_path):
     from harness.report_settings import settings_section
 
     assert "Not in these scores" in "\n".join(settings_section(scores.to_dict("records")))
+
+
+def test_runs_whose_hub_revision_moved_are_flagged(job):
+    """A label's runs made from a hub revision (`main`) before and after it moved: the same config,
+    other weights (status.json's models_resolved names the commit). Flagged; a local folder's path
+    (which names the machine, not the weights) is not a difference."""
+    results, specs = job
+    sds = [s for s in specs if s.method == "sds"]
+    for i, s in enumerate(sds):
+        f = s.run_dir(results) / "status.json"
+        status = json.loads(f.read_text())
+        status["models_resolved"] = {"unet": {"id": "org/model", "revision": "a" * 40 if i < 3 else "b" * 40,
+                                              "path": f"/machine-{i}/snapshots"}}
+        f.write_text(json.dumps(status))
+    text = build_report("moved", sds, results)["report"].read_text()
+    assert "the runs of `sds` differ in `weights.unet` org/model@" + "a" * 40 in text
+    for i, s in enumerate(sds):
+        f = s.run_dir(results) / "status.json"
+        status = json.loads(f.read_text())
+        status["models_resolved"]["unet"]["revision"] = "a" * 40
+        f.write_text(json.dumps(status))
+    assert "MIXED SETTINGS" not in build_report("same", sds, results)["report"].read_text()
