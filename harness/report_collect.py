@@ -289,6 +289,17 @@ def _toybench_columns(rec: Any, run_dir: Path, problems: list) -> dict:
     return out
 
 
+def _layout_columns(run_dir: Path, prompt: str, finished: bool) -> dict:
+    """toybench_layout_*: where a finished two-object run put its two colour clouds
+    (metrics/toybench_layout.py), a diagnostic of what the judge does not look at; None where
+    the caption has no two colours or the run no readable Gaussians."""
+    from metrics.toybench_layout import run_layout
+
+    layout = run_layout(run_dir, prompt) if finished else None
+    return {f"toybench_layout_{k}": (None if layout is None else float(layout[k]))
+            for k in ("vertical", "dy", "stacked")}
+
+
 def _state(row: dict, status: Optional[dict], metrics: Optional[dict], attempts: Optional[dict]) -> tuple[str, Optional[str]]:
     if status is None:
         if attempts and attempts.get("failures"):
@@ -326,6 +337,7 @@ def collect_row(identity: dict, source: str = "gaussians") -> dict:
     toy = (metrics or {}).get(TOYBENCH) if isinstance(metrics, dict) else None
     if row["benchmark"] == TOYBENCH or toy is not None:
         row.update(_toybench_columns(toy, run_dir, problems))
+        row.update(_layout_columns(run_dir, row["prompt"], (status or {}).get("state") == "done"))
     row["status"], row["reason"] = _state(row, status, metrics if isinstance(metrics, dict) else None, attempts)
     row["reason"] = _text(row["reason"])
     if corrupt:

@@ -77,23 +77,33 @@ def two_object_layout(gaussians, caption: str, cfg: LayoutConfig = LayoutConfig(
     return {"vertical": float(d[2].abs()) / distance, "dy": float(d[1]), "distance": distance}
 
 
+def run_layout(run_dir: Path, caption: str, cfg: LayoutConfig = LayoutConfig()) -> Optional[dict]:
+    """{"vertical", "dy", "distance", "stacked"} of a finished run's gaussians.ply; None when the
+    caption has no two distinct colours or the run has no readable file or clouds."""
+    from generators.gaussians.ply import load_ply
+
+    ply = Path(run_dir) / "gaussians.ply"
+    if caption_colours(caption) is None or not ply.is_file():
+        return None
+    try:
+        layout = two_object_layout(load_ply(ply), caption, cfg)
+    except (OSError, ValueError, RuntimeError, KeyError):  # a damaged file is no layout, not a crash
+        return None
+    return None if layout is None else {**layout, "stacked": layout["vertical"] > cfg.stacked_above}
+
+
 def job_layout(job: str, results: Path, cfg: LayoutConfig = LayoutConfig()):
     """One row per finished two-object run of a job: label, prompt, seed and its layout numbers."""
     import pandas as pd
 
-    from generators.gaussians.ply import load_ply
     from harness.evaluate import load_job_and_plan
 
     _, specs = load_job_and_plan(job, results)
     rows = []
     for spec in specs:
-        ply = spec.run_dir(results) / "gaussians.ply"
-        if not ply.is_file() or caption_colours(spec.prompt) is None:
-            continue
-        layout = two_object_layout(load_ply(ply), spec.prompt, cfg)
+        layout = run_layout(spec.run_dir(results), spec.prompt, cfg)
         if layout is not None:
-            rows.append({"label": spec.label, "prompt": spec.prompt, "seed": spec.seed, **layout,
-                         "stacked": layout["vertical"] > cfg.stacked_above})
+            rows.append({"label": spec.label, "prompt": spec.prompt, "seed": spec.seed, **layout})
     return pd.DataFrame(rows)
 
 

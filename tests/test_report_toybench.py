@@ -312,3 +312,24 @@ def test_a_report_from_run_folders_never_replaces_scores_whose_folders_are_gone(
     build_report("toy", specs, results, replace_scores=True)
     df = pd.read_parquet(paths["scores"]).set_index("run_id")
     assert df.loc[specs[0].run_id, "status"] == "missing"
+
+
+def test_the_layout_diagnostic_reads_each_two_object_runs_gaussians(toyjob):
+    """Side by side with the first-named object on the left, stacked, and swapped: the report's
+    layout table counts each per method; one-object runs and runs without Gaussians are not read."""
+    from generators.gaussians.ply import save_ply
+    from tests.test_toybench_layout import _two_blobs
+
+    results, specs = toyjob
+    two = {(s.method, s.prompt): s for s in specs if s.category == "two-objects"}
+    save_ply(_two_blobs((0, -0.6, 0), (0, 0.6, 0), "yellow", "blue"),  # as captioned
+             two[("sds", "a yellow cube and a blue sphere")].run_dir(results) / "gaussians.ply")
+    save_ply(_two_blobs((0, -0.1, -0.5), (0, 0.1, 0.5), "red", "blue"),  # stacked
+             two[("sds", "a red torus and a blue cone")].run_dir(results) / "gaussians.ply")
+    save_ply(_two_blobs((0, 0.6, 0), (0, -0.6, 0), "yellow", "blue"),  # swapped
+             two[("anchords-ipa", "a yellow cube and a blue sphere")].run_dir(results) / "gaussians.ply")
+    text = build_report("toy", specs, results)["report"].read_text()
+    section = text.split("### ToyBench: layout")[1].split("\n#")[0]
+    assert "| two objects | **sds** | 2 | 50.0 | 100.0 |" in section
+    assert "| two objects | **anchords-ipa** | 1 | 0.0 | 0.0 |" in section
+    assert "one object" not in section
