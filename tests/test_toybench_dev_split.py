@@ -54,35 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def dev_picks(sweeps):
-    """method -> CFG picked by the dev jobs' rule (highest mean dev alignment over every run,
-    ties: the lower CFG) on the committed scores of `sweeps` (results/ folder names), read with
-    the jobs as they ran (their copies beside their scores, not as jobs/ plans them for the next
-    prior). A method swept but not run yet has no pick; one run in part fails."""
-    import pandas as pd
+    from harness.tuning import dev_picks as picks
 
-    from harness.jobs import load_job
-    from harness.plan import plan_job
-
-    picked = {}
-    for job in sweeps:
-        plan = [s for s in plan_job(load_job(ROOT / "results" / job / "job.yaml"))
-                if set(s.overrides) == {"guidance"}]  # CFG-only groups (not the init-opacity one)
-        scores_file = ROOT / "results" / job / "scores.parquet"
-        if not scores_file.is_file():
-            continue  # planned, nothing scored yet
-        scores = pd.read_parquet(scores_file)
-        for method in sorted({s.method for s in plan}):
-            cfg_of = {s.label: s.overrides["guidance"]["guidance_scale"] for s in plan if s.method == method}
-            mine = scores[scores["label"].isin(list(cfg_of))]
-            if mine.empty:
-                continue
-            per_label = mine.groupby("label")["toybench_alignment"].agg(["mean", "count"])
-            planned = pd.Series([s.label for s in plan if s.label in cfg_of]).value_counts()
-            assert set(per_label.index) == set(cfg_of), f"{job}/{method}: a CFG of the sweep has no scores"
-            assert (per_label["count"] == planned.reindex(per_label.index)).all(), f"{job}/{method}: scores incomplete"
-            best = max(cfg_of, key=lambda lb: (round(per_label.loc[lb, "mean"], 9), -cfg_of[lb]))
-            picked[method] = cfg_of[best]
-    return picked
+    return picks(sweeps, ROOT / "results")
 
 
 # Each control and the development sweeps its tuned CFGs were picked from. A control that has run
