@@ -328,8 +328,12 @@ def test_the_layout_diagnostic_reads_each_two_object_runs_gaussians(toyjob):
              two[("sds", "a red torus and a blue cone")].run_dir(results) / "gaussians.ply")
     save_ply(_two_blobs((0, 0.6, 0), (0, -0.6, 0), "yellow", "blue"),  # swapped
              two[("anchords-ipa", "a yellow cube and a blue sphere")].run_dir(results) / "gaussians.ply")
-    text = build_report("toy", specs, results)["report"].read_text()
+    paths = build_report("toy", specs, results)
+    text = paths["report"].read_text()
     section = text.split("### ToyBench: layout")[1].split("\n#")[0]
     assert "| two objects | **sds** | 2 | 50.0 | 100.0 |" in section
     assert "| two objects | **anchords-ipa** | 1 | 0.0 | 0.0 |" in section
     assert "one object" not in section
+    html = (paths["report"].parent / "report.html").read_text()  # the browser shows the same table
+    table = html.split("ToyBench: layout (a diagnostic, not a score)</h2>")[1].split("</table>")[0]
+    assert '<td data-sort="50.0">50.0</td>' in table and "<strong>anchords-ipa</strong>" in table

@@ -16,10 +16,11 @@ from harness.browser.data import (PromptPage, best_and_worst, fmt, metrics_prese
                                   ranking_data, run_metric)
 from harness.browser.svg import colour, icosphere_svg, loss_svg
 from harness.report_figures import cell_interval, grouped_bars_svg, loss_curves_svg
+from harness.report_layout import HEADER as LAYOUT_HEADER, layout_table
 from harness.report_settings import SETTINGS_HEADER, mixed_settings, settings_table
-from harness.report_tables import (CATEGORY_TITLES, TOYBENCH_ALL, clip_table, is_t3bench_row, method_rows,
-                                   scorer_groups, scorer_title, t3bench_tables, toybench_category_title,
-                                   toybench_rows, toybench_table)
+from harness.report_tables import (CATEGORY_TITLES, TOYBENCH_ALL, clip_table, is_t3bench_row, is_toybench_row,
+                                   method_rows, scorer_groups, scorer_title, t3bench_tables, toybench_categories,
+                                   toybench_category_title, toybench_rows, toybench_table)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -126,6 +127,10 @@ def _tables(rows: list[dict], refs: list[dict]) -> list[dict]:
     trows = toybench_rows(rows)
     if trows:
         out.append({"title": "ToyBench (ToyWorld judge on 16 views per run)", **html_table(*toybench_table(trows))})
+        toy = [r for r in rows if is_toybench_row(r)]
+        layout = layout_table(toy, toybench_categories(toy), toybench_category_title)
+        if layout:
+            out.append({"title": "ToyBench: layout (a diagnostic, not a score)", **html_table(LAYOUT_HEADER, layout)})
     return out
 
 
