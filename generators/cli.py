@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_methods()
         return cmd_run(args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return report_error(e)
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume from the last checkpoint", file=sys.stderr)
         return 130

@@ -18,3 +18,12 @@ class CorruptFileError(UserError):
     def __init__(self, path, problem: str, advice: str):
         super().__init__(f"{path}: {problem}; {advice}")
         self.path = str(path)
+
+
+def report_error(e: Exception) -> int:
+    """How every CLI answers bad input: `error: <message>` on stderr, and the exit code to return
+    (a UserError's own, else 2)."""
+    import sys
+
+    print(f"error: {e}", file=sys.stderr)
+    return getattr(e, "exit_code", 2)

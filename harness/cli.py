@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 from generators.untrusted import path_argument
 
 REPO_JOBS = Path(__file__).resolve().parents[1] / "jobs"
@@ -264,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return demo(args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return report_error(e)
     except BrokenPipeError:  # `... | head`: the reader left; nothing to report
         return 0
     except KeyboardInterrupt:

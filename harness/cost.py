@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 
 PERF_DIR = Path(__file__).resolve().parents[1] / "results" / "perf"
 # a real model set is timed through its random-weight twin of the same architecture
@@ -161,8 +161,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  steps=args.steps))
         print(format_costs(job.name, job_costs(job, args.device, args.gpu)))
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report_error(e)
     return 0
 
 

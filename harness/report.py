@@ -35,7 +35,7 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 from generators.io import atomic_write, atomic_write_text
 from generators.untrusted import safe_load
 from harness.report_collect import MISSING, PARTIAL, SCORED, collect_rows
@@ -487,8 +487,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             name, specs = resolve_job(args.job, args.results)
             paths = build_report(name, specs, args.results, baseline=args.baseline, replace_scores=args.replace_scores)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return report_error(e)
     except OSError as e:  # RESULTS/<job>/ cannot be written: say where, no traceback
         print(f"error: cannot write the report of {args.job} in {args.results}: {e}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 
 METRIC = "toybench_alignment"
 
@@ -92,8 +92,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         sweeps = read_sweeps(args.jobs, args.results)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report_error(e)
     if not sweeps:
         print("error: no CFG-only groups in these jobs", file=sys.stderr)
         return 2

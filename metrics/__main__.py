@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 
 
 def build_config(models: str, device: str | None, overrides: list[str]):
@@ -102,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = build_config(args.models, args.device, args.overrides)
         summary = evaluate_runs(args.runs, cfg, stages, args.force)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return report_error(e)
     except KeyboardInterrupt:
         print("interrupted; the stages already scored are kept (metrics.json is written after each): "
               "run the same command again to score the rest", file=sys.stderr)

@@ -21,7 +21,6 @@ It is a diagnostic (the positions of two colour clouds), not a score of the benc
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -126,7 +125,7 @@ def truth_layout(captions, cfg: LayoutConfig = LayoutConfig()):
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from generators.errors import UserError
+    from generators.errors import UserError, report_error
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("job", help="job name (its saved plan in RESULTS/<job>/) or job file")
@@ -136,8 +135,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         df = job_layout(args.job, args.results)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report_error(e)
     if df.empty:
         print("no finished two-object runs with two distinct colours")
         return 1

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _CHUNK = 1 << 20
@@ -127,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         for f in folders:
             print(f"# over {f}", file=sys.stderr)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return report_error(e)
     return 0
 
 

@@ -14,12 +14,11 @@ with `--components`.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Optional
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 from generators.models.spec import COMPONENTS, FETCH_ON_REQUEST, ComponentSpec, ModelSetSpec, load_set_spec
 
 # weight files of one folder, most preferred first (fp16 halves the download)
@@ -187,8 +186,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         else:
             fetch_set(spec, components)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return report_error(e)
     return 0
 
 

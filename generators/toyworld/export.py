@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 from generators.io import atomic_write_json, honour_umask
 from generators.toyworld.config import PriorNetConfig
 from generators.toyworld.prior import (ToyPrior, build_image_processor, build_scheduler, build_tokenizer, build_unet,
@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = export(args.run, args.out, ema=not args.no_ema)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return report_error(e)
     print(f"exported {args.run} -> {path}")
     if Path(path).resolve() == DEFAULT_OUT.resolve():  # the committed prior was replaced: re-pin its set
         from generators.models.fingerprint import repin

@@ -11,14 +11,13 @@ samples condition the image branch on "no image" (a zero normalised image, as di
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 from generators.io import atomic_write_json
 from generators.toyworld.config import SampleConfig
 from generators.toyworld.prior import ToyPrior, build_scheduler, build_tokenizer, from_latents
@@ -114,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         model, ck = load_run(args.run)
         judge = load_judge(args.judge)
     except (UserError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report_error(e)
     result = evaluate_prior(model, judge, SampleConfig(steps=args.steps, guidance_scale=args.guidance),
                             per_caption=args.per_caption, captions=args.captions, max_two=args.max_two,
                             seed=args.seed, step=ck["step"], echo=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 from generators.io import atomic_write_json, atomic_write_text
 from generators.toyworld.config import PriorTrainConfig, SampleConfig
 
@@ -164,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
               SampleConfig(steps=args.ddim_steps, guidance_scale=args.guidance), args.per_caption, args.max_two,
               args.poll_s, once=args.once)
     except (UserError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report_error(e)
     return 0
 
 

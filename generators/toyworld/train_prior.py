@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from generators.errors import UserError
+from generators.errors import UserError, report_error
 from generators.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from generators.toyworld.config import PriorNetConfig, PriorTrainConfig, WorldConfig
 from generators.toyworld.data import captions_of, dataset_key, load_chunk
@@ -385,8 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer.run(until)
         log(f"stopped at step {trainer.step}")
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return report_error(e)
     return 0
 
 

@@ -24,6 +24,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from generators.errors import report_error
 from typing import Optional
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -288,8 +290,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         res = check_report(args.report, args.screenshots)
     except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report_error(e)
     print(f"pages loaded: {len(res.pages) + 1}; canvas: {res.canvas}; video: {res.video}")
     for e in res.errors:
         print(f"FAIL {e}")
