@@ -11,6 +11,7 @@ themselves (two settings under one name: a mislabelled cell).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from harness.report_tables import md_table
@@ -58,34 +59,6 @@ def _shown(value: str) -> str:
     return decoded if isinstance(decoded, str) else json.dumps(decoded)
 
 
-def _values_by_label(rows: Iterable[dict]) -> tuple[dict[str, dict[str, set]], dict[str, str], dict[str, int], set]:
-    runs: dict[str, list[dict]] = {}
-    method_of: dict[str, str] = {}
-    unrecorded: set = set()
-    for r in rows:
-        if not r.get("run_state"):
-            continue  # never started: no settings to show
-        label = str(r["label"])
-        method_of[label] = str(r.get("method"))
-        text = r.get("settings")
-        if not isinstance(text, str) or not text:
-            unrecorded.add(label)
-            continue
-        runs.setdefault(label, []).append(json.loads(text))
-    values = {}
-    for label, settings in runs.items():
-        keys = set().union(*settings)
-        values[label] = {k: {s.get(k, _ABSENT) for s in settings} for k in keys}
-    return values, method_of, {lb: len(s) for lb, s in runs.items()}, unrecorded
-
-
-def mixed_settings(rows: Iterable[dict]) -> dict[str, list[str]]:
-    """label -> the settings its runs disagree on (prompt and seed aside); empty when none do."""
-    values, _, _, _ = _values_by_label(rows)
-    return {lb: sorted(k for k, vs in v.items() if len(vs) > 1) for lb, v in values.items()
-            if any(len(vs) > 1 for vs in v.values())}
-
-
 def _describe(keys: list[str], values: dict[str, set]) -> str:
     parts = [f"`{k}` {' / '.join(sorted(_shown(x) for x in values[k]))}" for k in keys[:MAX_KEYS_SHOWN]]
     if len(keys) > MAX_KEYS_SHOWN:
@@ -93,41 +66,80 @@ def _describe(keys: list[str], values: dict[str, set]) -> str:
     return "; ".join(parts)
 
 
-SETTINGS_HEADER = ["Label", "Method", "Runs", "CFG", "Apart from the method's other labels"]
+@dataclass
+class LabelSettings:
+    """The recorded settings of a report's runs, grouped by label (in the job's order)."""
+
+    values: dict[str, dict[str, set]]  # label -> setting -> the values its runs had
+    method_of: dict[str, str]
+    counts: dict[str, int]  # label -> runs with recorded settings
+    unrecorded: set  # labels with runs whose settings are not in the scores
+
+    @classmethod
+    def of(cls, rows: Iterable[dict]) -> "LabelSettings":
+        runs: dict[str, list[dict]] = {}
+        method_of: dict[str, str] = {}
+        unrecorded: set = set()
+        for r in rows:
+            if not r.get("run_state"):
+                continue  # never started: no settings to show
+            label = str(r["label"])
+            method_of[label] = str(r.get("method"))
+            text = r.get("settings")
+            if not isinstance(text, str) or not text:
+                unrecorded.add(label)
+                continue
+            runs.setdefault(label, []).append(json.loads(text))
+        values = {label: {k: {s.get(k, _ABSENT) for s in settings} for k in set().union(*settings)}
+                  for label, settings in runs.items()}
+        return cls(values, method_of, {lb: len(s) for lb, s in runs.items()}, unrecorded)
+
+    def mixed(self) -> dict[str, list[str]]:
+        """label -> the settings its runs disagree on (prompt and seed aside); empty when none do."""
+        return {lb: sorted(k for k, vs in v.items() if len(vs) > 1) for lb, v in self.values.items()
+                if any(len(vs) > 1 for vs in v.values())}
+
+    def table(self) -> list[list[str]]:
+        """One row per label: label, method, runs, CFG, and the settings that set it apart from its
+        method's other labels. Empty when no run's settings are recorded."""
+        methods = list(dict.fromkeys(self.method_of[lb] for lb in self.values))  # the job's order
+        body = []
+        for label in sorted(self.values, key=lambda lb: methods.index(self.method_of[lb])):  # stable sort
+            mine = self.values[label]
+            siblings = [lb for lb in self.values if self.method_of[lb] == self.method_of[label] and lb != label]
+            apart = sorted(k for k in set(mine).union(*(self.values[s] for s in siblings))
+                           if any(mine.get(k, {_ABSENT}) != self.values[s].get(k, {_ABSENT}) for s in siblings))
+            cfg = " / ".join(sorted(_shown(x) for x in mine.get(CFG_KEY, {_ABSENT})))
+            body.append([label, self.method_of[label], str(self.counts[label]), cfg,
+                         _describe(apart, {k: mine.get(k, {_ABSENT}) for k in apart}) if apart else "—"])
+        return body
+
+
+def mixed_settings(rows: Iterable[dict]) -> dict[str, list[str]]:
+    return LabelSettings.of(rows).mixed()
 
 
 def settings_table(rows: list[dict]) -> list[list[str]]:
-    """One row per label (in the job's order): label, method, runs, CFG, and the settings that set
-    it apart from its method's other labels. Empty when no run's settings are recorded."""
-    values, method_of, counts, _ = _values_by_label(rows)
-    methods = list(dict.fromkeys(method_of[lb] for lb in values))  # the job's order
-    body = []
-    for label in sorted(values, key=lambda lb: methods.index(method_of[lb])):  # stable: labels in the job's order
-        mine = values[label]
-        siblings = [lb for lb in values if method_of[lb] == method_of[label] and lb != label]
-        apart = sorted(k for k in set(mine).union(*(values[s] for s in siblings))
-                       if any(mine.get(k, {_ABSENT}) != values[s].get(k, {_ABSENT}) for s in siblings))
-        cfg = " / ".join(sorted(_shown(x) for x in mine.get(CFG_KEY, {_ABSENT})))
-        body.append([label, method_of[label], str(counts[label]), cfg,
-                     _describe(apart, {k: mine.get(k, {_ABSENT}) for k in apart}) if apart else "—"])
-    return body
+    return LabelSettings.of(rows).table()
+
+
+SETTINGS_HEADER = ["Label", "Method", "Runs", "CFG", "Apart from the method's other labels"]
 
 
 def settings_section(rows: list[dict]) -> list[str]:
     """The report's "Settings as run" section, as Markdown lines."""
+    settings = LabelSettings.of(rows)
     lines = ["## Settings as run", ""]
-    body = settings_table(rows)
+    body = settings.table()
     if not body:
         return lines + ["Not in these scores (collected before runs' settings were recorded): rebuild the "
                         "report from the run folders to see them.", ""]
     lines += ["Read from each run's config.yaml: the CFG, and the settings in which a label differs from the "
               "other labels of its method (prompt and seed aside).", "", md_table(SETTINGS_HEADER, body), ""]
-    values = _values_by_label(rows)[0]
-    for label, keys in mixed_settings(rows).items():
+    for label, keys in settings.mixed().items():
         lines.append(f"- **Mixed settings:** the runs of `{label}` differ in "
-                     f"{_describe(keys, values[label])}; its cells pool different settings.")
-    unrecorded = _values_by_label(rows)[3]
-    if unrecorded:
-        lines.append(f"- Not recorded for some runs of {', '.join(f'`{lb}`' for lb in sorted(unrecorded))} "
+                     f"{_describe(keys, settings.values[label])}; its cells pool different settings.")
+    if settings.unrecorded:
+        lines.append(f"- Not recorded for some runs of {', '.join(f'`{lb}`' for lb in sorted(settings.unrecorded))} "
                      "(scores collected before settings were recorded).")
     return lines + [""]
