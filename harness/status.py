@@ -145,15 +145,22 @@ def _duration(seconds: Optional[float]) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
+WIDE_OUTPUT = 200  # columns for `harness status` printed to a file or pipe
+
+
 def render_status(st: JobStatus, title: str, max_failures: int = 20) -> None:
     """Print the table and the failure reasons with rich."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(highlight=False)
+    if not console.is_terminal:  # a log or a pipe has no width to respect: print every name whole
+        console = Console(highlight=False, width=max(console.width, WIDE_OUTPUT))
     table = Table(title=title, title_justify="left")
-    table.add_column("run group")
-    table.add_column("category")
+    # in a narrow terminal the names fold onto more lines instead of being cut: "anchords-ipa-f…"
+    # could be -filter or -finetune
+    table.add_column("run group", overflow="fold")
+    table.add_column("category", overflow="fold")
     for s in STATES:
         table.add_column(s, justify="right")
     table.add_column("total", justify="right")

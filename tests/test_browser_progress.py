@@ -77,6 +77,20 @@ def test_status_reads_progress_of_running_runs_and_other_code_versions(tmp_path,
     assert "job ETA: 2m15s" in out
 
 
+def test_status_table_never_cuts_a_run_group_name(capsys, monkeypatch):
+    """Printed to a pipe or log (80 columns by default), two groups that share a long prefix stay
+    tell-apart: whole, not cut to the same "anchords-ipa-f…"."""
+    monkeypatch.setenv("COLUMNS", "80")
+    st = JobStatus()
+    for label in ("anchords-ipa-finetune-cfg7.5", "anchords-ipa-filter-cfg7.5"):
+        st.counts[(label, "dev-two-objects")] = Counter({DONE: 1, PENDING: 1})
+    render_status(st, "job")
+    out = capsys.readouterr().out
+    for label in ("anchords-ipa-finetune-cfg7.5", "anchords-ipa-filter-cfg7.5"):
+        assert label in out, out
+    assert "anchords-ipa-f…" not in out
+
+
 def test_job_eta_spreads_work_over_the_running_runs():
     st = JobStatus()
     st.counts[("sds", "single")] = Counter({RUNNING: 2, PENDING: 2, DONE: 0})
