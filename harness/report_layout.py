@@ -19,14 +19,20 @@ HEADER = ["Category", "Method", "runs read", "stacked %", "first-named object on
 def layout_table(rows: list[dict], categories: list[str], title: Callable[[str], str]) -> list[list[str]]:
     """Per category and label (job order): the runs whose layout could be read, the share stacked
     and the share with the first-named object on the left. Categories with no readable run are left out."""
+    import pandas as pd
+
+    from metrics.toybench_layout import summarise
+
     body = []
     for category in categories:
-        mine = [r for r in rows if r["category"] == category and r.get("toybench_layout_vertical") is not None]
-        for label in dict.fromkeys(r["label"] for r in mine):
-            runs = [r for r in mine if r["label"] == label]
-            stacked = 100 * sum(bool(r["toybench_layout_stacked"]) for r in runs) / len(runs)
-            left = 100 * sum(r["toybench_layout_dy"] > 0 for r in runs) / len(runs)
-            body.append([title(category), f"**{label}**", str(len(runs)), f"{stacked:.1f}", f"{left:.1f}"])
+        mine = pd.DataFrame([{"label": r["label"], "vertical": r["toybench_layout_vertical"],
+                              "dy": r["toybench_layout_dy"], "stacked": bool(r["toybench_layout_stacked"])}
+                             for r in rows if r["category"] == category and r.get("toybench_layout_vertical") is not None])
+        if mine.empty:
+            continue
+        for label, s in summarise(mine).iterrows():
+            body.append([title(category), f"**{label}**", str(int(s["runs"])), f"{s['stacked_pct']:.1f}",
+                         f"{s['first_on_left_pct']:.1f}"])
     return body
 
 

@@ -124,6 +124,16 @@ def truth_layout(captions, cfg: LayoutConfig = LayoutConfig()):
     return pd.DataFrame(rows)
 
 
+def summarise(df):
+    """Per label, in order of appearance, of rows with label, vertical, dy and stacked: runs, mean
+    vertical, stacked %, mean dy, first-named object on the left %."""
+    table = df.groupby("label", sort=False).agg(runs=("vertical", "size"), vertical=("vertical", "mean"),
+                                                stacked_pct=("stacked", "mean"), dy=("dy", "mean"),
+                                                first_on_left_pct=("dy", lambda v: (v > 0).mean()))
+    table[["stacked_pct", "first_on_left_pct"]] *= 100
+    return table
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     from generators.errors import UserError, report_error
 
@@ -143,11 +153,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         import pandas as pd
 
         df = pd.concat([df, truth_layout(df["prompt"])], ignore_index=True)
-    table = df.groupby("label", sort=False).agg(runs=("vertical", "size"), vertical=("vertical", "mean"),
-                                                stacked_pct=("stacked", "mean"), dy=("dy", "mean"),
-                                                first_on_left_pct=("dy", lambda v: (v > 0).mean()))
-    table[["stacked_pct", "first_on_left_pct"]] *= 100
-    print(table.round(3).to_string())
+    print(summarise(df).round(3).to_string())
     return 0
 
 
