@@ -41,13 +41,20 @@ def test_tuning_and_control_jobs_plan_what_they_say():
     assert {s.prompt for s in dev_a} == {s.prompt for s in dev} and len(dev_a) == 3 * 4 * 16 * 2
     for method in {s.method for s in dev_a}:
         assert sorted({s.overrides["guidance"]["guidance_scale"] for s in dev_a if s.method == method}) == [3.0, 7.5, 15.0, 30.0]
-    control = plan_job(load_job(jobs / "toybench-control.yaml"))
-    assert len(control) == 6 * 40 * 3 and {s.prompt for s in control} == test_prompts
-    assert {s.label for s in control} == {"sds", "sds-cfg-tuned", "anchords-ipa", "anchords-ipa-filter",
-                                          "anchords-ipa-finetune", "anchords-ipa-finetune-cfg-tuned"}
-    tuned = {s.label: (s.method, s.overrides["guidance"]["guidance_scale"]) for s in control if "tuned" in s.label}
-    assert tuned["sds-cfg-tuned"][0] == "sds" and tuned["anchords-ipa-finetune-cfg-tuned"][0] == "anchords-ipa-finetune"
-    assert {cfg for _, cfg in tuned.values()} <= {3.0, 7.5, 15.0, 30.0}  # each side's pick from its own sweep
+    # every control (the first prior's as it ran, and the one jobs/ plans now): the whole test suite,
+    # 3 seeds every cell, SDS and AnchorDS each with a tuned group at a CFG of the sweeps' grid
+    first = plan_job(load_job(jobs.parent / "results" / "toybench-control" / "job.yaml"))
+    assert {s.label for s in first} == {"sds", "sds-cfg-tuned", "anchords-ipa", "anchords-ipa-filter",
+                                        "anchords-ipa-finetune", "anchords-ipa-finetune-cfg-tuned"}
+    for control in (first, plan_job(load_job(jobs / "toybench-control.yaml"))):
+        groups = {s.label for s in control}
+        assert len(control) == len(groups) * 40 * 3 and {s.prompt for s in control} == test_prompts
+        assert {s.seed for s in control} == {0, 1, 2}
+        tuned = {s.label: (s.method, s.overrides["guidance"]["guidance_scale"]) for s in control
+                 if s.label.endswith("-cfg-tuned")}
+        assert tuned["sds-cfg-tuned"][0] == "sds"
+        assert any(method.startswith("anchords-ipa") for method, _ in tuned.values())
+        assert {cfg for _, cfg in tuned.values()} <= {3.0, 7.5, 15.0, 30.0}  # each side's pick from its own sweep
 
 
 ROOT = Path(__file__).resolve().parents[1]
