@@ -526,22 +526,27 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
-def fetch_weights(set_name: str | Path, dry_run: bool = False, log=lambda m: print(m, file=sys.stderr)) -> list[str]:
+def fetch_weights(set_name: str | Path, dry_run: bool = False, log=lambda m: print(m, file=sys.stderr),
+                  listing=None, download=None) -> list[str]:
     """Download every hub component of a set into the local HF cache; returns what was fetched.
 
     First lists every component's files (one weight format) and prints their total size, then
-    fetches exactly those files. dry_run: list and print only.
+    fetches exactly those files. dry_run: list and print only. `listing(repo, revision)` and
+    `download(repo, revision=, cache_dir=, allow_patterns=)` default to the hub's (hub_listing,
+    huggingface_hub.snapshot_download); a test passes its own, so no test touches the hub.
     """
-    from huggingface_hub import snapshot_download
-
     from generators.models.loader import hub_cache_dir
+
+    if download is None:
+        from huggingface_hub import snapshot_download as download
+    listing = listing or hub_listing
 
     spec = load_set_spec(set_name)
     plan = []
     for name, part in _hub_parts(spec):
         revision = str(part.get("revision", "main"))
         try:
-            files = choose_files(hub_listing(part["id"], revision), part.get("fetch_files"))
+            files = choose_files(listing(part["id"], revision), part.get("fetch_files"))
         except UserError as e:
             raise UserError(f"'{name}' ({part['id']}@{revision}): {e}") from None
         except Exception as e:  # offline, unknown id, bad revision, network: one clear message
@@ -557,7 +562,7 @@ def fetch_weights(set_name: str | Path, dry_run: bool = False, log=lambda m: pri
             continue
         log(f"[metrics] fetching {repo_id} (revision {revision}) for '{name}'")
         try:
-            snapshot_download(repo_id, revision=revision, cache_dir=hub_cache_dir(), allow_patterns=[p for p, _ in files])
+            download(repo_id, revision=revision, cache_dir=hub_cache_dir(), allow_patterns=[p for p, _ in files])
         except Exception as e:  # offline, unknown id, bad revision, network: one clear message
             raise UserError(f"cannot fetch {repo_id} for '{name}' (needs hub access, HF_HUB_OFFLINE=0): "
                             f"{type(e).__name__}: {e}") from e

@@ -27,40 +27,44 @@ LISTINGS = {
 }
 
 
+def _listing(repo, revision):
+    return LISTINGS[repo]
+
+
 @pytest.fixture
-def offline_hub(monkeypatch):
-    import huggingface_hub
-
-    fetched = []
-    monkeypatch.setattr(mm, "hub_listing", lambda repo, rev: LISTINGS[repo])
-    monkeypatch.setattr(huggingface_hub, "snapshot_download",
-                        lambda repo, revision, cache_dir, allow_patterns: fetched.append((repo, list(allow_patterns))))
-    return fetched
+def fetched():
+    """The fetches made, recorded by a stand-in downloader passed to fetch_weights (no network)."""
+    return []
 
 
-def test_one_weight_format_and_the_total_printed_before_fetching(offline_hub):
+def _recorder(fetched):
+    return lambda repo, revision, cache_dir, allow_patterns: fetched.append((repo, list(allow_patterns)))
+
+
+def test_one_weight_format_and_the_total_printed_before_fetching(fetched):
     lines = []
 
     def log(m):
-        lines.append((m, len(offline_hub)))  # how many fetches had happened when the line was printed
+        lines.append((m, len(fetched)))  # how many fetches had happened when the line was printed
 
-    done = mm.fetch_weights("t3bench", log=log)
-    got = dict(offline_hub)
+    done = mm.fetch_weights("t3bench", log=log, listing=_listing, download=_recorder(fetched))
+    got = dict(fetched)
     blip = got["Salesforce/blip2-flan-t5-xxl"]
     assert not any(p.endswith(".bin") or p.endswith(".bin.index.json") for p in blip)
     assert sum(p.endswith(".safetensors") for p in blip) == 6 and "model.safetensors.index.json" in blip
     assert got["timm/vit_large_patch14_clip_224.openai"] == ["open_clip_config.json", "open_clip_model.safetensors"]
     assert got["THUDM/ImageReward"] == ["ImageReward.pt", "med_config.json"]
     assert set(got["google-bert/bert-base-uncased"]) == {"vocab.txt", "tokenizer.json", "tokenizer_config.json", "config.json"}
-    total = sum(n for repo, files in offline_hub for p, n in LISTINGS[repo] if p in files)
+    total = sum(n for repo, files in fetched for p, n in LISTINGS[repo] if p in files)
     (total_line, fetched_before), = [(m, k) for m, k in lines if m.startswith("[metrics] total download")]
     assert f"{total / GB:.2f} GB" in total_line and fetched_before == 0  # printed before any fetch
     assert 50 < total / GB < 55  # ~49 GB of BLIP-2 once (not ~98 GB), ImageReward, CLIP
     assert len(done) == 4
 
 
-def test_dry_run_fetches_nothing(offline_hub):
-    assert mm.fetch_weights("t3bench", dry_run=True, log=lambda m: None) == [] and offline_hub == []
+def test_dry_run_fetches_nothing(fetched):
+    assert mm.fetch_weights("t3bench", dry_run=True, log=lambda m: None, listing=_listing,
+                            download=_recorder(fetched)) == [] and fetched == []
 
 
 def test_choose_files_keeps_bin_only_repos_and_names_missing_files():
