@@ -41,7 +41,7 @@ from generators.untrusted import safe_load
 from harness.report_collect import MISSING, PARTIAL, SCORED, collect_rows
 from harness.report_figures import bar_chart, prompt_grids, toybench_grids
 from harness.report_layout import layout_section
-from harness.report_settings import mixed_settings, settings_section
+from harness.report_settings import LabelSettings, settings_section
 from harness.report_tables import (METRICS, any_partial, categories_of, clip_table, is_t3bench_row,
                                    is_toybench_row, md_table, method_rows, scorer_groups, scorer_title,
                                    t3bench_tables, toybench_categories, toybench_category_title,
@@ -307,7 +307,8 @@ def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Op
     if "tiny" in metric_sets or any(r.get("models") == "tiny" for r in rows):
         parts += ["> **TINY MODELS.** Some runs were generated or scored with the embedded tiny random models: "
                   "their numbers exercise the pipeline and mean nothing.", ""]
-    mixed = mixed_settings(rows)
+    settings = LabelSettings.of(rows)
+    mixed = settings.mixed()
     if mixed:
         parts += [f"> **MIXED SETTINGS.** The runs of {', '.join(f'`{lb}`' for lb in mixed)} were not all made with "
                   "the same settings, so their cells pool different things. See **Settings as run**.", ""]
@@ -362,7 +363,7 @@ def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Op
             parts += [_toybench_protocol_note([r for r in rows if is_toybench_row(r)]), ""]
     elif trows:
         parts += ["## Protocol", "", _toybench_protocol_note([r for r in rows if is_toybench_row(r)]), ""]
-    parts += settings_section(rows)
+    parts += settings_section(settings)
     return "\n".join(parts)
 
 

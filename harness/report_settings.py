@@ -115,20 +115,11 @@ class LabelSettings:
         return body
 
 
-def mixed_settings(rows: Iterable[dict]) -> dict[str, list[str]]:
-    return LabelSettings.of(rows).mixed()
-
-
-def settings_table(rows: list[dict]) -> list[list[str]]:
-    return LabelSettings.of(rows).table()
-
-
 SETTINGS_HEADER = ["Label", "Method", "Runs", "CFG", "Apart from the method's other labels"]
 
 
-def settings_section(rows: list[dict]) -> list[str]:
+def settings_section(settings: LabelSettings) -> list[str]:
     """The report's "Settings as run" section, as Markdown lines."""
-    settings = LabelSettings.of(rows)
     lines = ["## Settings as run", ""]
     body = settings.table()
     if not body:

@@ -49,7 +49,7 @@ def caption_colours(caption: str) -> Optional[tuple[str, str]]:
 
 @torch.no_grad()
 def two_object_layout(gaussians, caption: str, cfg: LayoutConfig = LayoutConfig()) -> Optional[dict]:
-    """{"vertical", "dy", "distance"} of the caption's two colour clouds; None when unreadable."""
+    """{"vertical", "dy", "distance", "stacked"} of the caption's two colour clouds; None when unreadable."""
     from generators.toyworld.config import COLOURS, ShadingConfig
 
     colours = caption_colours(caption)
@@ -73,7 +73,8 @@ def two_object_layout(gaussians, caption: str, cfg: LayoutConfig = LayoutConfig(
     distance = float(d.norm())
     if distance == 0.0:
         return None
-    return {"vertical": float(d[2].abs()) / distance, "dy": float(d[1]), "distance": distance}
+    vertical = float(d[2].abs()) / distance
+    return {"vertical": vertical, "dy": float(d[1]), "distance": distance, "stacked": vertical > cfg.stacked_above}
 
 
 def run_layout(run_dir: Path, caption: str, cfg: LayoutConfig = LayoutConfig()) -> Optional[dict]:
@@ -85,10 +86,9 @@ def run_layout(run_dir: Path, caption: str, cfg: LayoutConfig = LayoutConfig()) 
     if caption_colours(caption) is None or not ply.is_file():
         return None
     try:
-        layout = two_object_layout(load_ply(ply), caption, cfg)
+        return two_object_layout(load_ply(ply), caption, cfg)
     except (OSError, ValueError, RuntimeError, KeyError):  # a damaged file is no layout, not a crash
         return None
-    return None if layout is None else {**layout, "stacked": layout["vertical"] > cfg.stacked_above}
 
 
 def job_layout(job: str, results: Path, cfg: LayoutConfig = LayoutConfig()):
@@ -119,8 +119,7 @@ def truth_layout(captions, cfg: LayoutConfig = LayoutConfig()):
             continue
         layout = two_object_layout(fitted_true_scene(caption, ControlConfig(), log=None), caption, cfg)
         if layout is not None:
-            rows.append({"label": "control: fitted truth", "prompt": caption, "seed": None, **layout,
-                         "stacked": layout["vertical"] > cfg.stacked_above})
+            rows.append({"label": "control: fitted truth", "prompt": caption, "seed": None, **layout})
     return pd.DataFrame(rows)
 
 

@@ -288,9 +288,9 @@ def test_scores_without_settings_say_so(job, tmp_path):
     scores = pd.read_parquet(build_report("old", sds, results)["scores"]).drop(columns=["settings"])
     old = tmp_path / "old.parquet"
     scores.to_parquet(old)
-    from harness.report_settings import settings_section
+    from harness.report_settings import LabelSettings, settings_section
 
-    assert "Not in these scores" in "\n".join(settings_section(scores.to_dict("records")))
+    assert "Not in these scores" in "\n".join(settings_section(LabelSettings.of(scores.to_dict("records"))))
 
 
 def test_runs_whose_hub_revision_moved_are_flagged(job):

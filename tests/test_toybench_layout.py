@@ -28,7 +28,7 @@ def test_side_by_side_stacked_and_order():
     swapped = two_object_layout(_two_blobs((0, 0.6, 0), (0, -0.6, 0)), caption)
     assert swapped["dy"] < -1.1  # the first-named object on the right
     stacked = two_object_layout(_two_blobs((0, 0, -0.5), (0, 0, 0.5)), caption)
-    assert stacked["vertical"] > 0.95
+    assert stacked["vertical"] > 0.95 and stacked["stacked"] and not beside["stacked"]
     # a colour that is missing from the scene, and a caption with one colour twice: not readable
     assert two_object_layout(_two_blobs((0, -0.6, 0), (0, 0.6, 0), second="green"), caption) is None
     assert caption_colours("a green cube and a green cone") is None

@@ -17,7 +17,7 @@ from harness.browser.data import (PromptPage, best_and_worst, fmt, metrics_prese
 from harness.browser.svg import colour, icosphere_svg, loss_svg
 from harness.report_figures import cell_interval, grouped_bars_svg, loss_curves_svg
 from harness.report_layout import HEADER as LAYOUT_HEADER, layout_table
-from harness.report_settings import SETTINGS_HEADER, mixed_settings, settings_table
+from harness.report_settings import SETTINGS_HEADER, LabelSettings
 from harness.report_tables import (CATEGORY_TITLES, TOYBENCH_ALL, clip_table, is_t3bench_row, is_toybench_row,
                                    method_rows, scorer_groups, scorer_title, t3bench_tables, toybench_categories,
                                    toybench_category_title, toybench_rows, toybench_table)
@@ -134,6 +134,11 @@ def _tables(rows: list[dict], refs: list[dict]) -> list[dict]:
     return out
 
 
+def _settings(rows: list[dict]) -> dict:
+    settings = LabelSettings.of(rows)
+    return {"header": SETTINGS_HEADER, "rows": settings.table(), "mixed": settings.mixed()}
+
+
 def _write_media(pages: list[PromptPage], out: Path, cfg: BrowserConfig) -> None:
     for page in pages:
         for views in page.seeds.values():
@@ -221,7 +226,7 @@ def build_browser(out: Path, job: str, rows: list[dict], refs: list[dict], markd
         prompts=_prompt_list(pages, labels, primary) if primary else None,
         grids=_linked(grids, pages), toy_grids=_linked(toy_grids, pages), markdown=markdown_text,
         gaps=[r for r in rows if r.get("status") != "scored"],
-        settings={"header": SETTINGS_HEADER, "rows": settings_table(rows), "mixed": mixed_settings(rows)}))
+        settings=_settings(rows)))
     ranked = out / "ranked.html"
     data = ranking_data(pages, metrics)
     atomic_write_text(ranked, env.get_template("ranked.html").render(
