@@ -115,13 +115,15 @@ def test_method_run_defaults_tune_one_method_and_its_descendants(tmp_path):
     from generators.methods import resolve_run_config
 
     toy = {m: resolve_run_config(m, prompt="a red cube", models="toy")
-           for m in ("sds", "vsd", "sds-bridge", "anchords-ipa-finetune")}
+           for m in ("sds", "vsd", "sds-bridge", "anchords-ipa-finetune", "anchords-ipa-finetune-released")}
     spec = load_set_spec("toy")  # the tuned values live in the set file; the test checks who gets which
     assert toy["sds"].guidance.guidance_scale == spec.run_defaults["guidance"]["guidance_scale"]
     assert toy["sds-bridge"].guidance.guidance_scale == spec.run_defaults["guidance"]["guidance_scale"]
     assert toy["vsd"].guidance.guidance_scale == spec.method_run_defaults["vsd"]["guidance"]["guidance_scale"]
-    assert (toy["anchords-ipa-finetune"].guidance.guidance_scale  # anchords-ipa's entry, inherited
-            == spec.method_run_defaults["anchords-ipa"]["guidance"]["guidance_scale"])
+    finetune = spec.method_run_defaults.get("anchords-ipa-finetune") or spec.method_run_defaults["anchords-ipa"]
+    assert toy["anchords-ipa-finetune"].guidance.guidance_scale == finetune["guidance"]["guidance_scale"]
+    assert (toy["anchords-ipa-finetune-released"].guidance.guidance_scale  # no entry of its own: its parent's
+            == finetune["guidance"]["guidance_scale"])
     assert toy["sds-bridge"].guidance.source.bridge.stage_two_start_step == 320
     assert toy["sds"].guidance.source.bridge.stage_two_start_step != 320
     base = (tmp_path / "base").as_posix()

@@ -70,6 +70,7 @@ def dev_picks(sweeps):
 # is read from its copy beside its scores (jobs/ plans for the prior the toy set holds now).
 CONTROL_PICKS = [
     ("results/toybench-control/job.yaml", ("toybench-dev-cfg", "toybench-dev-cfg-anchords")),  # first prior
+    ("jobs/toybench-control.yaml", ("toybench-dev-cfg-prior22k", "toybench-dev-cfg-anchords-prior22k")),  # prior at step 22,636
 ]
 # The development sweeps run with the prior the toy set holds now: its run defaults follow them.
 CURRENT_PRIOR_SWEEPS = ("toybench-dev-cfg-prior22k", "toybench-dev-cfg-anchords-prior22k")
