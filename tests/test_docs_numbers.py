@@ -12,7 +12,9 @@ INTERVAL = re.compile(r"[-+]?\d+\.\d+ \[[-+]?\d+\.\d+, [-+]?\d+\.\d+\]")
 DOCS = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
 
 
-def _reports_text() -> str:
+@pytest.fixture(scope="module")
+def reports_text() -> str:
+    """Every committed report, read once for all the docs."""
     return "\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "results").rglob("*.md")))
 
 
@@ -28,7 +30,7 @@ def test_the_check_finds_a_retyped_interval():
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(ROOT)) for d in DOCS])
-def test_every_interval_in_the_docs_is_in_a_committed_report(doc):
-    missing = unquoted_intervals(doc.read_text(encoding="utf-8"), _reports_text())
+def test_every_interval_in_the_docs_is_in_a_committed_report(doc, reports_text):
+    missing = unquoted_intervals(doc.read_text(encoding="utf-8"), reports_text)
     assert not missing, (f"{doc.relative_to(ROOT)} quotes intervals no committed report holds (rebuild the "
                          f"report and copy its rows): {missing[:10]}")
