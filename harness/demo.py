@@ -28,7 +28,7 @@ DISCLAIMER = (
     "It exercises the whole pipeline (models, Shap-E init, rendering, guidance, densification, "
     "outputs) but makes no meaningful shapes: the demo shows the pipeline, not quality."
 )
-FULL_REPORT = "results/toybench-control/report.md"  # the committed full-suite report (3 seeds, tuned SDS)
+FULL_REPORT = "results/toybench-control-prior22k/report.md"  # the committed full-suite report (3 seeds, each method at its dev CFG)
 DEMO_NOTICE = (
     "**AN ILLUSTRATION, NOT A RESULT.** This demo runs {prompts} prompts x {seeds} seed(s): it shows what the "
     "methods do (pictures, per-view judgements) and how the report reads, not which method is better. Its "
