@@ -41,6 +41,7 @@ from generators.untrusted import safe_load
 from harness.report_collect import MISSING, PARTIAL, SCORED, collect_rows
 from harness.report_figures import bar_chart, prompt_grids, toybench_grids
 from harness.report_layout import layout_section
+from harness.report_size import size_section
 from harness.report_settings import LabelSettings, settings_section
 from harness.report_tables import (METRICS, any_partial, categories_of, clip_table, is_t3bench_row,
                                    is_toybench_row, md_table, method_rows, scorer_groups, scorer_title,
@@ -344,6 +345,7 @@ def render_markdown(job: str, rows: list[dict], refs: list[dict], chart_note: Op
         parts += [*(f"- {c}" for c in checks), ""] if checks else \
             ["No control rows: these scores predate the controls (ToyBench metric version 1).", ""]
         parts += layout_section(toy_rows, cats, toybench_category_title)
+        parts += size_section(toy_rows, cats, toybench_category_title)
     parts += ["## Figures", ""]
     if t3_rows:
         parts.append("![T3Bench by category](figures/t3bench_by_category.png)" if chart_note is None

@@ -41,7 +41,8 @@ TOYBENCH_VIEWS_FILE = "toybench_views.png"  # = metrics.evaluate.TOYBENCH_VIEWS:
 TOYBENCH_VIEWS_LARGE_FILE = "toybench_views_large.png"  # = metrics.evaluate.TOYBENCH_VIEWS_LARGE: the same, larger
 TOY_MODEL_SET = "toy"  # the generator model set ToyBench scores
 # the numbers of a toybench record (and of its "reference"), in table order
-TOYBENCH_NUMBERS = ("alignment", "consistency", "janus", "quality", "colour_set", "shape_set", "count")
+TOYBENCH_NUMBERS = ("alignment", "consistency", "janus", "quality", "colour_set", "shape_set", "count",
+                    "object_area", "read_share")  # the last two: diagnostics (harness/report_size.py)
 TOYBENCH_REF_KEYS = (*TOYBENCH_NUMBERS, "modal_set", "modal_is_caption")
 # metrics.toybench_controls.CONTROLS, scored beside each run (metric version 2): flat columns
 # toybench_ctl_<slug>_<number>, e.g. toybench_ctl_fitted_truth_alignment

@@ -337,3 +337,26 @@ def test_the_layout_diagnostic_reads_each_two_object_runs_gaussians(toyjob):
     html = (paths["report"].parent / "report.html").read_text()  # the browser shows the same table
     table = html.split("ToyBench: layout (a diagnostic, not a score)</h2>")[1].split("</table>")[0]
     assert '<td data-sort="50.0">50.0</td>' in table and "<strong>anchords-ipa</strong>" in table
+
+
+def test_the_size_diagnostic_divides_each_runs_object_area_by_the_truths(toyjob):
+    """Object area over the truth's, per method and category; runs at >= 1.3x counted with their
+    alignment; runs whose records lack the areas (scores from before) are left out."""
+    results, specs = toyjob
+    areas = {("sds", "a red cube"): 0.30, ("sds", "a blue sphere"): 0.10,  # 1.5x (large), 0.5x
+             ("anchords-ipa", "a red cube"): 0.22}  # 1.1x; anchords-ipa's blue sphere has no area: left out
+    for spec in specs:
+        if (spec.method, spec.prompt) not in areas:
+            continue
+        path = spec.run_dir(results) / "metrics.json"
+        data = json.loads(path.read_text())
+        data["toybench"]["object_area"] = areas[(spec.method, spec.prompt)]
+        data["toybench"]["reference"]["object_area"] = 0.20
+        path.write_text(json.dumps(data))
+    text = build_report("toy", specs, results)["report"].read_text()
+    section = text.split("### ToyBench: object size")[1].split("\n#")[0]
+    assert "| one object | **sds** | 2 | 1.00 | 50.0 | 50.0 |" in section  # mean of 1.5 and 0.5; the large run aligns 0.5
+    assert "| one object | **anchords-ipa** | 1 | 1.10 | 0.0 | - |" in section
+    assert "two objects" not in section  # no two-object run has the areas
+    html = (results / "toy" / "report.html").read_text()
+    assert "ToyBench: object size (a diagnostic, not a score)</h2>" in html

@@ -36,3 +36,16 @@ def test_committed_judge_meets_the_bars_on_gaussian_renders(tmp_path):
     for halo in HALOS:
         assert result[halo]["all"]["adds_object"] == 0.0, (halo, result[halo])
     assert all(meets_bars(result).values())
+
+
+def test_the_larger_condition_scales_positions_and_sizes_alike():
+    """'larger' is the same scene seen bigger: every position and every Gaussian's std times the factor."""
+    from generators.gaussians import Gaussians
+    from generators.toyworld.judge_validation import _scaled
+
+    g = Gaussians.from_points(torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.5, 0.0]]), torch.full((2, 3), 0.5),
+                              torch.tensor([0.05, 0.1]), opacity=0.5)
+    big = _scaled(g, 1.2).state()
+    assert torch.allclose(big["means"], g.state()["means"] * 1.2)
+    assert torch.allclose(big["scales"].exp(), g.state()["scales"].exp() * 1.2)
+    assert torch.equal(big["sh0"], g.state()["sh0"]) and torch.equal(big["opacities"], g.state()["opacities"])

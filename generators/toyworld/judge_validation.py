@@ -11,6 +11,9 @@ ToyBench cameras; then the same scene under the perturbations the methods' runs 
   blur          the render blurred (Gaussian, sigma 1 px)
   dark          the Gaussians' colours at 60%
   colour noise  each Gaussian's colour jittered (normal, std 0.15)
+  bright        the Gaussians' colours at 140% (clipped): the over-bright colours of SDS's runs
+  larger        the whole scene scaled by 1.2 (positions and sizes; 1.44x the area in a view):
+                SDS's objects cover about 1.27x the truth's area in the ToyBench control
 
 Per condition: exact-set accuracy (the view's confident reading, as ToyBench reads it, is the
 caption's set), the raw exact-set accuracy (the judge's set, confident or not), the share of views
@@ -37,7 +40,8 @@ from generators.io import atomic_write_json
 CLEAN = "fitted truth"
 HALO_FULL, HALO_QUARTER = "halo (full ball, opacity 0.05)", "halo (quarter ball, opacity 0.05)"
 BLUR, DARK, NOISE = "blur (sigma 1 px)", "dark (colours x 0.6)", "colour noise (std 0.15)"
-CONDITIONS = (CLEAN, HALO_FULL, HALO_QUARTER, BLUR, DARK, NOISE)
+BRIGHT, LARGER = "bright (colours x 1.4)", "larger (scene x 1.2)"
+CONDITIONS = (CLEAN, HALO_FULL, HALO_QUARTER, BLUR, DARK, NOISE, BRIGHT, LARGER)
 HALOS = (HALO_FULL, HALO_QUARTER)
 ACCURACY_BAR = 0.95
 KEYS = ("views", "exact", "exact_raw", "adds", "wrong")
@@ -50,6 +54,8 @@ class PerturbationConfig:
     blur_sigma_px: float = 1.0
     dark_factor: float = 0.6
     colour_noise_std: float = 0.15
+    bright_factor: float = 1.4
+    larger_factor: float = 1.2  # linear: a view's object area grows by its square
     seed: int = 0
 
 
@@ -85,6 +91,17 @@ def _recoloured(gaussians, fn: Callable[[Tensor], Tensor]):
     return Gaussians.from_state({**state, "sh0": rgb_to_sh0(fn(rgb).clamp(0.0, 1.0))})
 
 
+def _scaled(gaussians, factor: float):
+    """The scene scaled about the origin: positions and every Gaussian's size times `factor`."""
+    import math
+
+    from generators.gaussians import Gaussians
+
+    state = gaussians.state()
+    return Gaussians.from_state({**state, "means": state["means"] * factor,
+                                 "scales": state["scales"] + math.log(factor)})  # scales are log std
+
+
 def condition_views(fitted, cameras, background: tuple[float, float, float], cfg: PerturbationConfig,
                     ball) -> dict[str, Tensor]:
     """Every condition's views [V, H, W, 3] in [0, 1], 8-bit quantised like a run's."""
@@ -104,6 +121,8 @@ def condition_views(fitted, cameras, background: tuple[float, float, float], cfg
         DARK: render_rgb(_recoloured(fitted, lambda c: c * cfg.dark_factor), cameras, background),
         NOISE: render_rgb(_recoloured(fitted, lambda c: c + cfg.colour_noise_std * torch.randn(c.shape, generator=g)),
                           cameras, background),
+        BRIGHT: render_rgb(_recoloured(fitted, lambda c: c * cfg.bright_factor), cameras, background),
+        LARGER: render_rgb(_scaled(fitted, cfg.larger_factor), cameras, background),
     }
     return {k: quantise(v.float()) for k, v in views.items()}
 

@@ -17,6 +17,7 @@ from harness.browser.data import (PromptPage, best_and_worst, fmt, metrics_prese
 from harness.browser.svg import colour, icosphere_svg, loss_svg
 from harness.report_figures import cell_interval, grouped_bars_svg, loss_curves_svg
 from harness.report_layout import HEADER as LAYOUT_HEADER, layout_table
+from harness.report_size import HEADER as SIZE_HEADER, size_table
 from harness.report_settings import SETTINGS_HEADER, LabelSettings
 from harness.report_tables import (CATEGORY_TITLES, TOYBENCH_ALL, clip_table, is_t3bench_row, is_toybench_row,
                                    method_rows, scorer_groups, scorer_title, t3bench_tables, toybench_categories,
@@ -131,6 +132,9 @@ def _tables(rows: list[dict], refs: list[dict]) -> list[dict]:
         layout = layout_table(toy, toybench_categories(toy), toybench_category_title)
         if layout:
             out.append({"title": "ToyBench: layout (a diagnostic, not a score)", **html_table(LAYOUT_HEADER, layout)})
+        size = size_table(toy, toybench_categories(toy), toybench_category_title)
+        if size:
+            out.append({"title": "ToyBench: object size (a diagnostic, not a score)", **html_table(SIZE_HEADER, size)})
     return out
 
 
