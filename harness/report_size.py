@@ -1,6 +1,6 @@
 """The ToyBench report's object-size section: how large each method draws its objects.
 
-The judge was trained on ToyWorld's renders, whose objects have one size per shape, and it reads a
+The judge was trained on ToyWorld's renders, whose objects vary in size by 8% at most, and it reads a
 scene drawn larger than the truth less surely (generators/toyworld/judge_validation.py, condition
 "larger": a one-object scene scaled by 1.2 is read exactly in about two views of three, the rest
 mostly "no reading"). The colour-area error also counts the extra area. So a method that draws its

@@ -103,3 +103,18 @@ def test_halo_and_darkening_augmentation():
     dark = darken(img, 0.35, 1.0, 0.5, g)
     assert torch.equal(dark[:, :, 10:, 10:], img[:, :, 10:, 10:])  # the background is left alone
     assert bool((dark[:, 0, 5, 5] <= 0.9).all()) and bool((dark[:, 0, 5, 5] >= 0.45 - 1e-6).all())
+
+
+def test_zoom_augmentation_scales_about_the_centre_and_fills_with_background():
+    from generators.toyworld.judge import zoom
+
+    img = torch.full((2, 3, 32, 32), 0.35)
+    img[:, :, 12:20, 12:20] = 0.9  # an 8 px square in the middle
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(zoom(img, 0.35, 0.0, 1.25, 1.25, g), img)  # off
+    big = zoom(img, 0.35, 1.0, 1.25, 1.25, g)  # a factor of exactly 1.25
+    width = (big[0, 0, 16] > 0.6).sum().item()  # the square's width on the middle row
+    assert width == 10  # 8 px x 1.25
+    assert torch.allclose(big[:, :, :4], torch.full_like(big[:, :, :4], 0.35))  # the edges stay background
+    small = zoom(img, 0.35, 1.0, 0.5, 0.5, g)
+    assert (small[0, 0, 16] > 0.6).sum().item() == 4 and torch.allclose(small[:, :, 0], torch.full_like(small[:, :, 0], 0.35))

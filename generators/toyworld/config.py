@@ -130,6 +130,9 @@ class JudgeConfig:
     aug_halo_bank: int = 96  # halo renders in the bank (random balls, random ToyWorld cameras)
     aug_dark_prob: float = 0.0
     aug_dark_min: float = 0.5
+    aug_zoom_prob: float = 0.0  # JUDGE_SCALE_FINETUNE: scenes drawn larger (or smaller) than ToyWorld draws them
+    aug_zoom_min: float = 0.9
+    aug_zoom_max: float = 1.35
     seed_train: int = 101
     seed_eval: int = 202
     seed_init: int = 303
@@ -221,3 +224,6 @@ class SampleConfig:
 # and darkening augmentation (python -m generators.toyworld.train_judge --finetune-from ...).
 JUDGE_GAUSSIAN_FINETUNE = {"aug_halo_prob": 0.8, "aug_dark_prob": 0.3, "train_images": 12_000, "epochs": 5,
                            "lr": 5e-4, "eval_images": 2_000}
+# a sensitivity judge, not the committed one: the same fine-tune, plus zoom (SDS draws objects larger
+# than ToyWorld does, and the committed judge reads them less surely; docs/toybench.md)
+JUDGE_SCALE_FINETUNE = {**JUDGE_GAUSSIAN_FINETUNE, "aug_zoom_prob": 0.5}

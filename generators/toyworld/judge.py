@@ -153,6 +153,22 @@ def add_halo(images: Tensor, bank: tuple[Tensor, Tensor], prob: float, generator
     return images * (1.0 - amount * alpha[pick]) + amount * rgb[pick]
 
 
+def zoom(images: Tensor, background: float, prob: float, lowest: float, highest: float,
+         generator: torch.Generator) -> Tensor:
+    """Scale some images [B, 3, H, W] about their centre by a factor U[lowest, highest] (> 1: the
+    scene drawn larger, as a run may draw it; ToyWorld varies sizes by 8% at most), bilinear,
+    the background filling what a zoom-out uncovers; the label is unchanged."""
+    b = images.shape[0]
+    on = torch.rand(b, generator=generator) < prob
+    factor = lowest + (highest - lowest) * torch.rand(b, generator=generator)
+    factor = torch.where(on, factor, torch.ones_like(factor))
+    theta = torch.zeros(b, 2, 3, dtype=images.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / factor  # output pixel -> input pixel: a factor > 1 samples nearer the centre
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    out = F.grid_sample(images - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out + background
+
+
 def darken(images: Tensor, background: float, prob: float, lowest: float, generator: torch.Generator) -> Tensor:
     """Darken the object pixels (those off the background) of some images by a factor U[lowest, 1]."""
     b = images.shape[0]
@@ -163,9 +179,11 @@ def darken(images: Tensor, background: float, prob: float, lowest: float, genera
 
 
 def augment(images: Tensor, cfg: JudgeConfig, generator: torch.Generator, bank=None, background: float = 0.35) -> Tensor:
-    """Judge training augmentation on [B, 3, H, W]: (darkening, halo when on), flip, shift, blur,
-    brightness, pixel noise."""
+    """Judge training augmentation on [B, 3, H, W]: (darkening, halo, zoom when on), flip, shift,
+    blur, brightness, pixel noise."""
     b = images.shape[0]
+    if cfg.aug_zoom_prob > 0:
+        images = zoom(images, background, cfg.aug_zoom_prob, cfg.aug_zoom_min, cfg.aug_zoom_max, generator)
     if cfg.aug_dark_prob > 0:
         images = darken(images, background, cfg.aug_dark_prob, cfg.aug_dark_min, generator)
     if bank is not None and cfg.aug_halo_prob > 0:

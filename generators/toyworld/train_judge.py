@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from generators.io import atomic_write_json, atomic_write_text
-from generators.toyworld.config import JUDGE_GAUSSIAN_FINETUNE, JudgeConfig, SceneSampling, WorldConfig
+from generators.toyworld.config import (JUDGE_GAUSSIAN_FINETUNE, JUDGE_SCALE_FINETUNE, JudgeConfig, SceneSampling,
+                                        WorldConfig)
 from generators.toyworld.data import build_dataset
 from generators.toyworld.judge import (JudgeNet, augment, build_judge, halo_bank, labels_from_objects, load_judge,
                                        predict_sets, save_judge)
@@ -120,6 +121,9 @@ def train(cfg: JudgeConfig, world: WorldConfig, data_root: Path, out: Path, log=
     return evaluation
 
 
+FINETUNE_RECIPES = {"gaussian": JUDGE_GAUSSIAN_FINETUNE, "scale": JUDGE_SCALE_FINETUNE}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("generators/models/toy/judge"))
@@ -129,12 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-images", type=int, default=None, help="override (tests)")
     ap.add_argument("--epochs", type=int, default=None, help="override (tests)")
     ap.add_argument("--finetune-from", type=Path, default=None,
-                    help="start from this judge's weights with JUDGE_GAUSSIAN_FINETUNE (halo + darkening augmentation)")
+                    help="start from this judge's weights with a fine-tuning recipe (--recipe)")
+    ap.add_argument("--recipe", choices=sorted(FINETUNE_RECIPES), default="gaussian",
+                    help="with --finetune-from: gaussian = JUDGE_GAUSSIAN_FINETUNE (halo + darkening, the committed "
+                         "judge's); scale = JUDGE_SCALE_FINETUNE (the same plus zoom: a size-robust sensitivity judge)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = JudgeConfig()
     if args.finetune_from is not None:
-        cfg = replace(cfg, **JUDGE_GAUSSIAN_FINETUNE)
+        cfg = replace(cfg, **FINETUNE_RECIPES[args.recipe])
     overrides = {k: v for k, v in {"train_images": args.train_images, "eval_images": args.eval_images,
                                    "epochs": args.epochs}.items() if v is not None}
     cfg = replace(cfg, **overrides)
