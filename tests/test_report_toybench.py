@@ -275,7 +275,7 @@ def test_grids_show_the_large_views_where_runs_have_them_and_the_truth_at_their_
 def test_the_report_names_the_prior_version_each_run_was_made_with(toyjob):
     results, specs = toyjob
     text = build_report("toy", specs, results)["report"].read_text()
-    assert "generation model sets: `toy` (" in text
+    assert "generation model sets: `toy` (`toy` with no version: the prior at step 7,286)" in text
     status_file = specs[0].run_dir(results) / "status.json"
     status = json.loads(status_file.read_text())
     status_file.write_text(json.dumps({**status, "models_version": "prior-step-20000"}))
@@ -288,7 +288,7 @@ def test_the_report_names_the_prior_version_each_run_was_made_with(toyjob):
         if f.is_file():
             f.write_text(json.dumps({**json.loads(f.read_text()), "models_version": "prior-step-20000"}))
     text = build_report("toy", specs, results)["report"].read_text()
-    assert "generation model sets: `toy@prior-step-20000` (" in text
+    assert "generation model sets: `toy@prior-step-20000`\n" in text  # no note on the unversioned prior: no run of it
 
 
 def test_a_report_from_run_folders_never_replaces_scores_whose_folders_are_gone(toyjob):
