@@ -25,26 +25,24 @@ import torch
 from generators.errors import UserError, report_error
 from generators.io import atomic_write_text
 
-VIEWS_FILE = "toybench_views.png"  # = metrics.evaluate.TOYBENCH_VIEWS
 REJUDGED = ("alignment", "consistency")
 
 
 def split_views(grid: np.ndarray, size: int, columns: int) -> torch.Tensor:
     """A views PNG (a row per elevation, `columns` views of `size` px each) -> [V, size, size, 3] in [0, 1]."""
-    rows, cols = grid.shape[0] // size, grid.shape[1] // size
-    if grid.shape[0] != rows * size or grid.shape[1] != columns * size or cols != columns:
+    rows = grid.shape[0] // size
+    if grid.shape[0] != rows * size or grid.shape[1] != columns * size:
         raise UserError(f"a views grid of {grid.shape[1]}x{grid.shape[0]} px is not {columns} columns of {size} px")
-    tiles = grid.reshape(rows, size, cols, size, 3).transpose(0, 2, 1, 3, 4).reshape(rows * cols, size, size, 3)
+    tiles = grid.reshape(rows, size, columns, size, 3).transpose(0, 2, 1, 3, 4).reshape(rows * columns, size, size, 3)
     return torch.from_numpy(tiles.astype(np.float32) / 255.0)
 
 
-def rejudge_run(judge, run_dir: Path, caption: str, settings: dict) -> dict:
-    """The run's alignment and consistency as `judge` reads its saved views under the run's settings."""
+def rejudge_run(judge, path: Path, caption: str, settings: dict) -> dict:
+    """A run's ToyBench readings as `judge` reads its saved judged views (`path`) under the run's settings."""
     from PIL import Image
 
     from metrics.toybench import judged_sets, view_agreement
 
-    path = run_dir / VIEWS_FILE
     if not path.is_file():
         raise UserError(f"{path}: missing (the run's judged views; re-score it with harness eval)")
     views = split_views(np.asarray(Image.open(path).convert("RGB")), settings["size"], settings["num_azimuths"])
@@ -57,6 +55,7 @@ def rejudge_job(job: str, judge_dir: Path, results: Path = Path("results"), log=
     import pandas as pd
 
     from generators.toyworld.judge import load_judge
+    from metrics.evaluate import TOYBENCH_VIEWS
 
     scores = results / job / "scores.parquet"
     if not scores.is_file():
@@ -68,10 +67,11 @@ def rejudge_job(job: str, judge_dir: Path, results: Path = Path("results"), log=
     judge = load_judge(judge_dir)
     rows = []
     for i, row in enumerate(df.to_dict("records")):
-        run_dir = Path(row["run_dir"])  # as the report wrote it: relative to where it ran, or to RESULTS' parent
-        if not run_dir.is_absolute() and not run_dir.exists():
-            run_dir = results.parent / run_dir
-        got = rejudge_run(judge, run_dir, row["prompt"], json.loads(row["toybench_settings"]))
+        # the judged views' PNG as the report recorded it: relative to where it ran, or to RESULTS' parent
+        path = Path(row.get("toybench_views_png") or Path(row["run_dir"]) / TOYBENCH_VIEWS)
+        if not path.is_absolute() and not path.exists():
+            path = results.parent / path
+        got = rejudge_run(judge, path, row["prompt"], json.loads(row["toybench_settings"]))
         rows.append({**row, **{f"rejudged_{k}": got[k] for k in REJUDGED}})
         if log and (i + 1) % 100 == 0:
             log(f"{i + 1}/{len(df)} runs read")

@@ -18,7 +18,8 @@ from generators.toyworld.judge import load_judge
 from metrics.config import ToyBenchConfig
 from metrics.toybench import (_write_views_png, ground_truth_views, load_toybench_models, score_views,
                               toybench_cameras)
-from metrics.toybench_rejudge import VIEWS_FILE, rejudge_job, rejudge_report, rejudge_run, split_views
+from metrics.evaluate import TOYBENCH_VIEWS
+from metrics.toybench_rejudge import rejudge_job, rejudge_report, rejudge_run, split_views
 
 COMMITTED = Path(__file__).resolve().parents[1] / "generators" / "models" / "toy" / "judge"
 
@@ -41,7 +42,7 @@ def _scored_run(tmp_path: Path, name: str, caption: str, cfg, models, seed: int)
     truth = ground_truth_views(caption, cams)
     run = tmp_path / "runs" / name
     run.mkdir(parents=True)
-    _write_views_png(run / VIEWS_FILE, views, cfg)
+    _write_views_png(run / TOYBENCH_VIEWS, views, cfg)
     return run, score_views(torch.from_numpy(views).float() / 255.0, truth, caption, cfg, models)
 
 
@@ -50,11 +51,11 @@ def test_the_scoring_judge_reads_the_saved_views_as_recorded(tmp_path, caption):
     cfg = ToyBenchConfig()
     models = load_toybench_models(COMMITTED, torch.device("cpu"))
     run, recorded = _scored_run(tmp_path, "r", caption, cfg, models, seed=3)
-    again = rejudge_run(models.judge, run, caption, asdict(cfg))
+    again = rejudge_run(models.judge, run / TOYBENCH_VIEWS, caption, asdict(cfg))
     assert again["view_sets"] == recorded["view_sets"]  # view for view, in order
     assert again["alignment"] == recorded["alignment"] and again["consistency"] == recorded["consistency"]
     # under other settings the reading changes: the run's settings are used, not defaults
-    strict = rejudge_run(models.judge, run, caption, {**asdict(cfg), "min_object_probability": 1.01})
+    strict = rejudge_run(models.judge, run / TOYBENCH_VIEWS, caption, {**asdict(cfg), "min_object_probability": 1.01})
     assert strict["alignment"] == 0.0
 
 
@@ -67,6 +68,7 @@ def test_a_job_read_again_keeps_its_rows_and_reports_both_judges(tmp_path):
             run, rec = _scored_run(tmp_path, f"{label}-{i}", caption, cfg, models, seed=i)
             rows.append({"label": label, "method": label, "category": "one-object", "prompt_index": i,
                          "prompt": caption, "seed": 0, "models": "toy", "run_dir": str(run), "toybench_status": "done",
+                         "toybench_views_png": str(run / TOYBENCH_VIEWS),
                          "toybench_alignment": rec["alignment"], "toybench_consistency": rec["consistency"],
                          "toybench_settings": json.dumps(asdict(cfg))})
     (tmp_path / "results" / "job").mkdir(parents=True)
@@ -77,7 +79,7 @@ def test_a_job_read_again_keeps_its_rows_and_reports_both_judges(tmp_path):
     assert "0 of their 20 numbers differ" in text
     assert "## The committed judge (as recorded)" in text and "alignment %, judge" in text
     assert "| one object | **other** |" in text  # paired against sds
-    Path(rows[0]["run_dir"], VIEWS_FILE).unlink()
+    Path(rows[0]["toybench_views_png"]).unlink()
     with pytest.raises(UserError, match="toybench_views.png: missing"):
         rejudge_job("job", COMMITTED, tmp_path / "results", log=None)
     with pytest.raises(UserError, match="no scores"):
