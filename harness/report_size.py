@@ -15,9 +15,9 @@ from typing import Callable
 
 from harness.report_tables import md_table
 
-HEADER = ["Category", "Method", "runs read", "object area / truth's (mean)", "runs at >= 1.3x the truth's area %",
-          "alignment % of those runs"]
 LARGE_AREA_RATIO = 1.3  # about the area of the judge-validation's "larger" scene (1.2^2 = 1.44), less a margin
+HEADER = ["Category", "Method", "runs read", "object area / truth's (mean)",
+          f"runs at >= {LARGE_AREA_RATIO}x the truth's area %", "alignment % of those runs"]
 
 
 def size_table(rows: list[dict], categories: list[str], title: Callable[[str], str]) -> list[list[str]]:

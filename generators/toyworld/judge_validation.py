@@ -26,6 +26,7 @@ Writes gaussian_eval.json into the judge folder (atomically) with the recipe and
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -93,8 +94,6 @@ def _recoloured(gaussians, fn: Callable[[Tensor], Tensor]):
 
 def _scaled(gaussians, factor: float):
     """The scene scaled about the origin: positions and every Gaussian's size times `factor`."""
-    import math
-
     from generators.gaussians import Gaussians
 
     state = gaussians.state()
