@@ -187,6 +187,7 @@ def _toybench_protocol_note(rows: list[dict]) -> str:
         vals = sorted({str(r[key]) for r in rows if r.get(key)})
         return ", ".join(f"`{v}`" for v in vals) or "none recorded yet"
 
+    generation_sets = _generation_sets(rows)
     settings = sorted({r["toybench_settings"] for r in rows if r.get("toybench_settings")})
     cams, janus, version = "not recorded yet", "`janus_min_fraction`", 1
     min_probability = "`min_object_probability`"
@@ -212,8 +213,8 @@ def _toybench_protocol_note(rows: list[dict]) -> str:
         "Per-category numbers in toybench.parquet (fractions 0..1), per run in scores.parquet (toybench_*).",
         f"- Judge: {used('toybench_judge')}; "
         f"metric model sets: {used('toybench_model_set')}; "
-        f"generation model sets: {_generation_sets(rows)}"
-        + (" (`toy` with no version: the prior at step 7,286)" if "toy" in _generation_set_names(rows) else ""),
+        f"generation model sets: {', '.join(f'`{s}`' for s in generation_sets) or 'none recorded yet'}"
+        + (" (`toy` with no version: the prior at step 7,286)" if "toy" in generation_sets else ""),
     ])
 
 
@@ -240,13 +241,9 @@ def _refuse_pooled_versions(rows: list[dict]) -> None:
                         f"their scores are not pooled; report each version's runs as a job of their own")
 
 
-def _generation_set_names(rows: list[dict]) -> list[str]:
+def _generation_sets(rows: list[dict]) -> list[str]:
     """The model sets the runs were made with, versions included (generators/models/fingerprint.py)."""
     return sorted({s for s in map(_generation_set, rows) if s is not None})
-
-
-def _generation_sets(rows: list[dict]) -> str:
-    return ", ".join(f"`{s}`" for s in _generation_set_names(rows)) or "none recorded yet"
 
 
 def _gaps(rows: list[dict]) -> str:

@@ -13,6 +13,7 @@ from typing import Callable
 
 from harness.report_tables import md_table
 
+TITLE = "ToyBench: layout (a diagnostic, not a score)"
 HEADER = ["Category", "Method", "runs read", "stacked %", "first-named object on the left %"]
 
 
@@ -41,7 +42,7 @@ def layout_section(rows: list[dict], categories: list[str], title: Callable[[str
     body = layout_table(rows, categories, title)
     if not body:
         return []
-    return ["### ToyBench: layout (a diagnostic, not a score)", "",
+    return [f"### {TITLE}", "",
             "Where each finished two-object run put its two colour clouds, read from its Gaussians "
             "(`metrics/toybench_layout.py`; captions whose objects differ in colour). *Stacked*: one above the "
             "other, a scene the judge reads as the caption from every side. The caption means the two side by "

@@ -16,6 +16,7 @@ from typing import Callable
 from harness.report_tables import md_table
 
 LARGE_AREA_RATIO = 1.3  # about the area of the judge-validation's "larger" scene (1.2^2 = 1.44), less a margin
+TITLE = "ToyBench: object size (a diagnostic, not a score)"
 HEADER = ["Category", "Method", "runs read", "object area / truth's (mean)",
           f"runs at >= {LARGE_AREA_RATIO}x the truth's area %", "alignment % of those runs"]
 
@@ -45,7 +46,7 @@ def size_section(rows: list[dict], categories: list[str], title: Callable[[str],
     body = size_table(rows, categories, title)
     if not body:
         return []
-    return ["### ToyBench: object size (a diagnostic, not a score)", "",
+    return [f"### {TITLE}", "",
             "The area a run's objects cover in its 16 judged views over the area the truth's cover in the same "
             "views (ToyWorld's renderer, same cameras). The judge reads a scene drawn larger than the truth less "
             "surely (scaled by 1.2, a one-object scene is read exactly in about two views of three: "

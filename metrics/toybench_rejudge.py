@@ -85,9 +85,10 @@ def rejudge_report(job: str, rows: list[dict], judge_dir: Path, baseline: str) -
     from harness.report_tables import toybench_categories, toybench_category_title
 
     cats = toybench_categories(rows)
-    committed = [m for m in TOYBENCH_STATS if m.name.split(" %")[0] in REJUDGED]
-    other = [StatMetric(f"{m.name}, {judge_dir.name}", column(f"rejudged_{m.name.split(' %')[0]}"),
-                        m.lower_is_better, m.scale, m.digits) for m in committed]
+    by_name = {m.name: m for m in TOYBENCH_STATS}
+    committed = [by_name[f"{k} %"] for k in REJUDGED]  # the report's own metrics: names, scales, directions
+    other = [StatMetric(f"{m.name}, {judge_dir.name}", column(f"rejudged_{k}"), m.lower_is_better, m.scale, m.digits)
+             for k, m in zip(REJUDGED, committed)]
     changed = sum(r[f"rejudged_{k}"] != r[f"toybench_{k}"] for r in rows for k in REJUDGED)
     return "\n".join([
         f"# {job}: the views read again by `{judge_dir}`", "",

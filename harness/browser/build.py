@@ -16,8 +16,8 @@ from harness.browser.data import (PromptPage, best_and_worst, fmt, metrics_prese
                                   ranking_data, run_metric)
 from harness.browser.svg import colour, icosphere_svg, loss_svg
 from harness.report_figures import cell_interval, grouped_bars_svg, loss_curves_svg
-from harness.report_layout import HEADER as LAYOUT_HEADER, layout_table
-from harness.report_size import HEADER as SIZE_HEADER, size_table
+from harness.report_layout import HEADER as LAYOUT_HEADER, TITLE as LAYOUT_TITLE, layout_table
+from harness.report_size import HEADER as SIZE_HEADER, TITLE as SIZE_TITLE, size_table
 from harness.report_settings import SETTINGS_HEADER, LabelSettings
 from harness.report_tables import (CATEGORY_TITLES, TOYBENCH_ALL, clip_table, is_t3bench_row, is_toybench_row,
                                    method_rows, scorer_groups, scorer_title, t3bench_tables, toybench_categories,
@@ -131,10 +131,10 @@ def _tables(rows: list[dict], refs: list[dict]) -> list[dict]:
         toy = [r for r in rows if is_toybench_row(r)]
         layout = layout_table(toy, toybench_categories(toy), toybench_category_title)
         if layout:
-            out.append({"title": "ToyBench: layout (a diagnostic, not a score)", **html_table(LAYOUT_HEADER, layout)})
+            out.append({"title": LAYOUT_TITLE, **html_table(LAYOUT_HEADER, layout)})
         size = size_table(toy, toybench_categories(toy), toybench_category_title)
         if size:
-            out.append({"title": "ToyBench: object size (a diagnostic, not a score)", **html_table(SIZE_HEADER, size)})
+            out.append({"title": SIZE_TITLE, **html_table(SIZE_HEADER, size)})
     return out
 
 
